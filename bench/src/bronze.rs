@@ -1,0 +1,194 @@
+//! Bronze benchmark: events/s from broker to committed Iceberg table, peak RSS and commit
+//! latency, beside the raw consume rate of the same topic by a consumer that discards.
+//!
+//! Usage: bronze-bench BROKER MEDALLION_BIN WORKDIR [EVENTS]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 3;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 4 {
+        bail!("usage: bronze-bench BROKER MEDALLION_BIN WORKDIR [EVENTS]");
+    }
+    let (broker, bin, dir) = (&args[1], &args[2], std::path::PathBuf::from(&args[3]));
+    let events: usize = args.get(4).map_or(Ok(1_000_000), |s| s.parse())?;
+    let topic = format!("bench-{}", std::process::id());
+
+    create_topic(broker, &topic).await?;
+    let t = Instant::now();
+    let bytes = produce(broker, &topic, events).await?;
+    let produce_s = t.elapsed().as_secs_f64();
+    println!(
+        "produced {events} events ({:.1} MiB) in {produce_s:.1} s",
+        bytes as f64 / 1048576.0
+    );
+
+    let raw = raw_consume(broker, &topic, events)?;
+    let raw_rate = events as f64 / raw.as_secs_f64();
+    println!(
+        "raw consume (discarding): {:.1} s, {raw_rate:.0} events/s",
+        raw.as_secs_f64()
+    );
+
+    let schema = std::fs::canonicalize("schemas/avro/web_event.avsc")?;
+    let spec = dir.join("bench.toml");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        &spec,
+        format!(
+            r#"[kafka]
+brokers = "{broker}"
+[lakehouse]
+warehouse = "{w}"
+catalog = "sqlite://{w}/catalog.db"
+[[bronze]]
+table = "bronze.bench"
+topics = ["{topic}"]
+format = "json"
+schema = "{schema}"
+event_time = "event_time"
+dedupe = {{ key = ["event_id"], horizon = "1h" }}
+commit = {{ interval = "5s", max_rows = 200000 }}
+"#,
+            w = dir.join("warehouse").display(),
+            schema = schema.display()
+        ),
+    )?;
+    let log = dir.join("bronze.log");
+    let t = Instant::now();
+    let status = Command::new(bin)
+        .args(["run", spec.to_str().unwrap_or_default(), "--once"])
+        .env("MEDALLION_LOG", "warn,pipelines=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .status()
+        .context("cannot start medallion")?;
+    let wall = t.elapsed();
+    if !status.success() {
+        bail!("medallion failed; see {}", log.display());
+    }
+    let rate = events as f64 / wall.as_secs_f64();
+    let peak = peak_child_rss_mib();
+    let mut commit_ms: Vec<u64> = std::fs::read_to_string(&log)?
+        .lines()
+        .filter(|l| l.contains(" committed"))
+        .filter_map(|l| {
+            l.split("elapsed_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    commit_ms.sort_unstable();
+    let pct = |p: f64| {
+        commit_ms
+            .get(((commit_ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "bronze (broker → committed Iceberg): {:.1} s, {rate:.0} events/s, peak RSS {peak:.0} MiB, {} commits, commit latency p50 {} ms p99 {} ms",
+        wall.as_secs_f64(),
+        commit_ms.len(),
+        pct(0.5),
+        pct(0.99)
+    );
+    println!("ratio raw/bronze: {:.2}x", raw_rate / rate);
+    Ok(())
+}
+
+async fn create_topic(broker: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .create()?;
+    let t = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    for r in admin.create_topics([&t], &AdminOptions::new()).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn produce(broker: &str, topic: &str, events: usize) -> Result<usize> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .create()?;
+    let base = 1_767_225_600_000i64;
+    let mut bytes = 0;
+    let mut pending = Vec::with_capacity(20_000);
+    for i in 0..events {
+        let user = format!("u{}", i % 5000);
+        let v = serde_json::json!({
+            "event_id": format!("b-{i}"), "event_type": "page_view", "event_time": base + i as i64,
+            "user_id": user, "session_id": format!("s{}", i % 20000), "page": "/product/42",
+            "country": "DE", "payload": {"user_agent": "bench/1.0"}
+        })
+        .to_string();
+        bytes += v.len();
+        let delivery = producer
+            .send_result(FutureRecord::to(topic).key(&user).payload(&v))
+            .map_err(|(e, _)| e)?;
+        pending.push(delivery);
+        if pending.len() == 20_000 {
+            for p in pending.drain(..) {
+                p.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for p in pending {
+        p.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(bytes)
+}
+
+fn raw_consume(broker: &str, topic: &str, events: usize) -> Result<Duration> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", format!("raw-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let t = Instant::now();
+    let mut n = 0;
+    while n < events {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m?;
+            n += 1;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("raw consume read {n} of {events} in 10 minutes");
+        }
+    }
+    Ok(t.elapsed())
+}
+
+fn peak_child_rss_mib() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return f64::NAN;
+    }
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    usage.ru_maxrss as f64 / 1024.0
+}

@@ -1,0 +1,223 @@
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent,
+};
+use iceberg_catalog_sql::{
+    SqlBindStyle, SqlCatalogBuilder, SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI,
+    SQL_CATALOG_PROP_WAREHOUSE,
+};
+
+use crate::error::{Error, Result};
+
+/// The catalog name under which tables are registered (what pyiceberg and Trino's JDBC
+/// catalog are configured with).
+pub const CATALOG_NAME: &str = "medallion";
+
+/// Where tables live and how they are found.
+#[derive(Debug, Clone)]
+pub struct LakehouseLocation {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub catalog_uri: String,
+    /// Directory (or URL) under which table data and metadata are written.
+    pub warehouse: String,
+}
+
+/// Opens the SQL catalog, creating the SQLite file and the warehouse directory if needed.
+pub async fn connect(location: &LakehouseLocation) -> Result<Arc<dyn Catalog>> {
+    let (uri, bind_style) = catalog_uri(&location.catalog_uri)?;
+    check_reachable(&location.catalog_uri).await?;
+    let warehouse = warehouse_url(&location.warehouse)?;
+    let props = HashMap::from([
+        (SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
+        (SQL_CATALOG_PROP_WAREHOUSE.to_string(), warehouse),
+        (
+            SQL_CATALOG_PROP_BIND_STYLE.to_string(),
+            bind_style.to_string(),
+        ),
+    ]);
+    let catalog = SqlCatalogBuilder::default()
+        .with_storage_factory(Arc::new(LocalFsStorageFactory))
+        .load(CATALOG_NAME, props)
+        .await
+        .map_err(|source| Error::Catalog {
+            uri: location.catalog_uri.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(Arc::new(catalog))
+}
+
+fn catalog_uri(uri: &str) -> Result<(String, SqlBindStyle)> {
+    if let Some(path) = uri.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() {
+            return Err(Error::Config(format!(
+                "catalog URI {uri:?} names no SQLite file"
+            )));
+        }
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Config(format!(
+                    "cannot create catalog directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok((format!("sqlite://{path}?mode=rwc"), SqlBindStyle::QMark))
+    } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+        Ok((uri.to_string(), SqlBindStyle::DollarNumeric))
+    } else {
+        Err(Error::Config(format!(
+            "catalog URI {uri:?} is not supported: expected sqlite://PATH or postgres://…"
+        )))
+    }
+}
+
+/// The SQL pool retries a refused connection for 30 s before failing; a plain TCP connect
+/// tells at once that a PostgreSQL catalog is not there.
+async fn check_reachable(uri: &str) -> Result<()> {
+    let Ok(parsed) = url::Url::parse(uri) else {
+        return Ok(());
+    };
+    let (Some(host), Some(port)) = (
+        parsed.host_str(),
+        parsed.port_or_known_default().or(Some(5432)),
+    ) else {
+        return Ok(());
+    };
+    if parsed.scheme() == "sqlite" {
+        return Ok(());
+    }
+    let connect = tokio::net::TcpStream::connect((host, port));
+    match tokio::time::timeout(std::time::Duration::from_secs(10), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::Config(format!(
+            "cannot reach the catalog at {host}:{port}: {e}"
+        ))),
+        Err(_) => Err(Error::Config(format!(
+            "cannot reach the catalog at {host}:{port}: no answer within 10 s"
+        ))),
+    }
+}
+
+/// Local warehouse paths become absolute `file://` URLs so every reader resolves them alike.
+fn warehouse_url(warehouse: &str) -> Result<String> {
+    if warehouse.contains("://") {
+        return Ok(warehouse.trim_end_matches('/').to_string());
+    }
+    std::fs::create_dir_all(warehouse)
+        .map_err(|e| Error::Config(format!("cannot create warehouse {warehouse}: {e}")))?;
+    let abs = std::fs::canonicalize(warehouse)
+        .map_err(|e| Error::Config(format!("cannot resolve warehouse {warehouse}: {e}")))?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+/// A catalog view pinned to one table state, so that a commit is checked against exactly the
+/// state the caller validated its offsets against.
+///
+/// iceberg-rust's `Transaction::commit` reloads the table and silently rebases onto a newer
+/// snapshot, retrying on conflicts. That is right for plain appends but would let a writer that
+/// lost its partitions commit them again. Pinning the base and turning conflicts into
+/// non-retryable errors hands the decision back to the caller's fence.
+#[derive(Debug)]
+pub(crate) struct PinnedCatalog<'a> {
+    pub inner: &'a dyn Catalog,
+    pub base: Table,
+}
+
+#[async_trait]
+impl Catalog for PinnedCatalog<'_> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> iceberg::Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> iceberg::Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+
+    async fn load_table(&self, table: &TableIdent) -> iceberg::Result<Table> {
+        if table == self.base.identifier() {
+            Ok(self.base.clone())
+        } else {
+            self.inner.load_table(table).await
+        }
+    }
+
+    async fn drop_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.drop_table(table).await
+    }
+
+    async fn purge_table(&self, table: &TableIdent) -> iceberg::Result<()> {
+        self.inner.purge_table(table).await
+    }
+
+    async fn table_exists(&self, table: &TableIdent) -> iceberg::Result<bool> {
+        self.inner.table_exists(table).await
+    }
+
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+
+    async fn register_table(
+        &self,
+        table: &TableIdent,
+        metadata_location: String,
+    ) -> iceberg::Result<Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+
+    async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
+        self.inner
+            .update_table(commit)
+            .await
+            .map_err(|e| e.with_retryable(false))
+    }
+}

@@ -1,0 +1,17 @@
+//! The lakehouse layer: catalogs, Iceberg tables and the exactly-once commit protocol.
+//!
+//! A bronze commit carries, in its snapshot summary, the next Kafka offset of every partition
+//! the table has consumed ([`SourceOffsets`]). [`IcebergTable::commit_append`] makes the commit
+//! conditional on the table still holding the offsets the batch started from
+//! ([`OffsetFence`]), so a worker that lost a partition cannot commit it twice.
+
+mod catalog;
+mod error;
+mod offsets;
+mod table;
+
+pub use catalog::{connect, LakehouseLocation, CATALOG_NAME};
+pub use error::{Error, Result};
+pub use iceberg::Catalog;
+pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
+pub use table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};

@@ -1,0 +1,410 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use futures::TryStreamExt;
+use iceberg::arrow::{
+    arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema, RecordBatchPartitionSplitter,
+};
+use iceberg::expr::{Predicate, Reference};
+use iceberg::spec::{DataFile, DataFileFormat, Datum, Transform, UnboundPartitionSpec};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::PartitioningWriter;
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::catalog::PinnedCatalog;
+use crate::error::{table_err, Error, Result};
+use crate::offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
+
+/// How many times a commit is rebuilt after losing a race to another writer whose commit left
+/// this batch's partitions untouched.
+const MAX_COMMIT_CONFLICTS: u32 = 50;
+
+/// What a table should look like when it is created.
+#[derive(Debug, Clone)]
+pub struct TableDefinition {
+    /// `namespace.name`, e.g. `bronze.events`.
+    pub name: String,
+    /// Columns, without Iceberg field ids (they are assigned on creation).
+    pub schema: SchemaRef,
+    /// Timestamp column whose day partitions the table, if any.
+    pub partition_by_day: Option<String>,
+}
+
+/// The result of a fenced commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed {
+        snapshot_id: i64,
+    },
+    /// Another writer has moved one of the batch's partitions: nothing was committed.
+    Fenced(FenceViolation),
+}
+
+/// Data files written for a commit that has not happened yet.
+#[derive(Debug, Default)]
+pub struct StagedFiles {
+    files: Vec<DataFile>,
+}
+
+impl StagedFiles {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// An Iceberg table in a SQL catalog, written with fenced appends.
+pub struct IcebergTable {
+    catalog: Arc<dyn Catalog>,
+    table: Table,
+    /// The table's Arrow schema, carrying Iceberg field ids.
+    arrow_schema: SchemaRef,
+}
+
+impl std::fmt::Debug for IcebergTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IcebergTable")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+pub(crate) fn parse_ident(name: &str) -> Result<TableIdent> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::Config(format!(
+            "table name {name:?} must be NAMESPACE.TABLE, e.g. bronze.events"
+        )));
+    }
+    TableIdent::from_strs(parts).map_err(|e| Error::Config(format!("table name {name:?}: {e}")))
+}
+
+impl IcebergTable {
+    /// Loads the table, creating it (and its namespace) when it does not exist yet.
+    pub async fn open_or_create(catalog: Arc<dyn Catalog>, def: &TableDefinition) -> Result<Self> {
+        let ident = parse_ident(&def.name)?;
+        let table = match catalog.load_table(&ident).await {
+            Ok(t) => t,
+            Err(e)
+                if e.kind() == ErrorKind::TableNotFound
+                    || e.kind() == ErrorKind::NamespaceNotFound =>
+            {
+                create(&*catalog, &ident, def).await?
+            }
+            Err(e) => return Err(table_err(&def.name, "load")(e)),
+        };
+        let this = Self::from_table(catalog, table)?;
+        this.check_columns(&def.schema)?;
+        Ok(this)
+    }
+
+    /// Loads an existing table.
+    pub async fn open(catalog: Arc<dyn Catalog>, name: &str) -> Result<Self> {
+        let ident = parse_ident(name)?;
+        let table = catalog
+            .load_table(&ident)
+            .await
+            .map_err(table_err(name, "load"))?;
+        Self::from_table(catalog, table)
+    }
+
+    fn from_table(catalog: Arc<dyn Catalog>, table: Table) -> Result<Self> {
+        let name = table.identifier().to_string();
+        let arrow_schema = schema_to_arrow_schema(table.metadata().current_schema())
+            .map_err(table_err(&name, "schema"))?;
+        Ok(Self {
+            catalog,
+            table,
+            arrow_schema: Arc::new(arrow_schema),
+        })
+    }
+
+    /// The existing table must have every column of the definition with the same type.
+    fn check_columns(&self, wanted: &ArrowSchema) -> Result<()> {
+        for field in wanted.fields() {
+            match self.arrow_schema.field_with_name(field.name()) {
+                Ok(have) if have.data_type() == field.data_type() => {}
+                Ok(have) => {
+                    return Err(Error::Config(format!(
+                        "table {}: column {} is {} in the table but {} in the pipeline",
+                        self.name(),
+                        field.name(),
+                        have.data_type(),
+                        field.data_type()
+                    )))
+                }
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "table {}: column {} is missing from the table",
+                        self.name(),
+                        field.name()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn name(&self) -> String {
+        self.table.identifier().to_string()
+    }
+
+    /// The Arrow schema batches must have to be written (field ids included).
+    pub fn arrow_schema(&self) -> &SchemaRef {
+        &self.arrow_schema
+    }
+
+    /// The metadata file of the current table state (what `iceberg_scan` reads).
+    pub fn metadata_location(&self) -> Option<&str> {
+        self.table.metadata_location()
+    }
+
+    pub fn current_snapshot_id(&self) -> Option<i64> {
+        self.table.metadata().current_snapshot_id()
+    }
+
+    /// Reloads the table from the catalog.
+    pub async fn refresh(&mut self) -> Result<()> {
+        let name = self.name();
+        self.table = self
+            .catalog
+            .load_table(self.table.identifier())
+            .await
+            .map_err(table_err(&name, "load"))?;
+        Ok(())
+    }
+
+    /// The Kafka offsets stored with the current snapshot.
+    pub fn stored_offsets(&self) -> Result<SourceOffsets> {
+        let Some(snapshot) = self.table.metadata().current_snapshot() else {
+            return Ok(SourceOffsets::default());
+        };
+        match snapshot
+            .summary()
+            .additional_properties
+            .get(KAFKA_OFFSETS_PROPERTY)
+        {
+            None => Ok(SourceOffsets::default()),
+            Some(v) => SourceOffsets::from_property(v).map_err(|e| Error::CorruptProperty {
+                table: self.name(),
+                key: KAFKA_OFFSETS_PROPERTY.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes `batch` as Parquet data files, split by the table's partition spec. The files
+    /// are invisible to readers until a commit adds them.
+    pub async fn write(&self, batch: &RecordBatch) -> Result<StagedFiles> {
+        let name = self.name();
+        if batch.num_rows() == 0 {
+            return Ok(StagedFiles::default());
+        }
+        let batch = RecordBatch::try_new(self.arrow_schema.clone(), batch.columns().to_vec())?;
+        let metadata = self.table.metadata();
+        let schema = metadata.current_schema().clone();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let location =
+            DefaultLocationGenerator::new(metadata).map_err(table_err(&name, "location"))?;
+        let file_names = DefaultFileNameGenerator::new(
+            uuid::Uuid::new_v4().to_string(),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+            ParquetWriterBuilder::new(props, schema.clone()),
+            self.table.file_io().clone(),
+            location,
+            file_names,
+        );
+        let mut writer = FanoutWriter::new(DataFileWriterBuilder::new(rolling));
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+            schema,
+            metadata.default_partition_spec().clone(),
+        )
+        .map_err(table_err(&name, "partition"))?;
+        for (key, part) in splitter
+            .split(&batch)
+            .map_err(table_err(&name, "partition"))?
+        {
+            writer
+                .write(key, part)
+                .await
+                .map_err(table_err(&name, "write"))?;
+        }
+        let files = writer.close().await.map_err(table_err(&name, "write"))?;
+        Ok(StagedFiles { files })
+    }
+
+    /// Appends `staged` and moves the stored offsets as `fence` says, in one snapshot, if and
+    /// only if the table still holds the offsets the batch started from.
+    ///
+    /// A concurrent commit that leaves the batch's partitions alone (another worker's
+    /// partitions) only causes a rebuild of the commit on top of it.
+    pub async fn commit_append(
+        &mut self,
+        staged: StagedFiles,
+        fence: &OffsetFence,
+    ) -> Result<CommitOutcome> {
+        let name = self.name();
+        let mut conflicts = 0;
+        loop {
+            let next = match fence.apply(&self.stored_offsets()?) {
+                Ok(next) => next,
+                Err(violation) => return Ok(CommitOutcome::Fenced(violation)),
+            };
+            let tx = Transaction::new(&self.table);
+            let tx = tx
+                .fast_append()
+                .with_check_duplicate(false)
+                .add_data_files(staged.files.clone())
+                .set_snapshot_properties(HashMap::from([(
+                    KAFKA_OFFSETS_PROPERTY.to_string(),
+                    next.to_property(),
+                )]))
+                .apply(tx)
+                .map_err(table_err(&name, "commit"))?;
+            let pinned = PinnedCatalog {
+                inner: &*self.catalog,
+                base: self.table.clone(),
+            };
+            match tx.commit(&pinned).await {
+                Ok(table) => {
+                    self.table = table;
+                    let snapshot_id = self.current_snapshot_id().unwrap_or_default();
+                    return Ok(CommitOutcome::Committed { snapshot_id });
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::CatalogCommitConflicts
+                        && conflicts < MAX_COMMIT_CONFLICTS =>
+                {
+                    conflicts += 1;
+                    tracing::debug!(table = %name, conflicts, "commit conflict, rebuilding on the new state");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
+                    self.refresh().await?;
+                }
+                Err(e) => return Err(table_err(&name, "commit")(e)),
+            }
+        }
+    }
+
+    /// Reads `columns` of the rows whose `time_column` is at or after `since_micros`.
+    pub async fn scan_since(
+        &self,
+        columns: &[String],
+        time_column: &str,
+        since_micros: i64,
+    ) -> Result<Vec<RecordBatch>> {
+        let name = self.name();
+        if self.table.metadata().current_snapshot().is_none() {
+            return Ok(Vec::new());
+        }
+        let filter: Predicate = Reference::new(time_column)
+            .greater_than_or_equal_to(Datum::timestamptz_micros(since_micros));
+        let scan = self
+            .table
+            .scan()
+            .select(columns.iter().cloned())
+            .with_filter(filter)
+            .build()
+            .map_err(table_err(&name, "scan"))?;
+        let stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
+        stream.try_collect().await.map_err(table_err(&name, "scan"))
+    }
+
+    /// The largest value of a timestamp column, from the data files' column statistics.
+    pub async fn max_timestamp_micros(&self, column: &str) -> Result<Option<i64>> {
+        let name = self.name();
+        let Some(field) = self.table.metadata().current_schema().field_by_name(column) else {
+            return Err(Error::Config(format!(
+                "table {name} has no column {column}"
+            )));
+        };
+        let field_id = field.id;
+        let Some(snapshot) = self.table.metadata().current_snapshot() else {
+            return Ok(None);
+        };
+        let list = self
+            .table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(table_err(&name, "manifest list"))?;
+        let mut max = None;
+        for manifest_file in list.entries() {
+            let manifest = manifest_file
+                .load_manifest(self.table.file_io())
+                .await
+                .map_err(table_err(&name, "manifest"))?;
+            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                if let Some(iceberg::spec::PrimitiveLiteral::Long(v)) = entry
+                    .data_file()
+                    .upper_bounds()
+                    .get(&field_id)
+                    .map(|d| d.literal().clone())
+                {
+                    max = Some(max.map_or(v, |m: i64| m.max(v)));
+                }
+            }
+        }
+        Ok(max)
+    }
+}
+
+async fn create(catalog: &dyn Catalog, ident: &TableIdent, def: &TableDefinition) -> Result<Table> {
+    let ns: &NamespaceIdent = ident.namespace();
+    if let Err(e) = catalog.create_namespace(ns, HashMap::new()).await {
+        // Another worker may have created it at the same moment (SQLite reports that as a
+        // constraint violation, not as NamespaceAlreadyExists).
+        let exists = catalog.namespace_exists(ns).await.unwrap_or(false);
+        if !exists {
+            return Err(table_err(&def.name, "create namespace")(e));
+        }
+    }
+    let schema = arrow_schema_to_schema_auto_assign_ids(&def.schema)
+        .map_err(table_err(&def.name, "schema"))?;
+    let mut spec = UnboundPartitionSpec::builder();
+    if let Some(col) = &def.partition_by_day {
+        let field = schema.field_by_name(col).ok_or_else(|| {
+            Error::Config(format!(
+                "table {}: partition column {col} does not exist",
+                def.name
+            ))
+        })?;
+        spec = spec
+            .add_partition_field(field.id, format!("{col}_day"), Transform::Day)
+            .map_err(table_err(&def.name, "partition spec"))?;
+    }
+    let creation = TableCreation::builder()
+        .name(ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec.build())
+        .build();
+    match catalog.create_table(ns, creation).await {
+        Ok(t) => Ok(t),
+        // Another worker may have created it at the same moment (TableAlreadyExists, or a
+        // constraint violation from SQLite): then it loads.
+        Err(e) => catalog
+            .load_table(ident)
+            .await
+            .map_err(|_| table_err(&def.name, "create")(e)),
+    }
+}

@@ -1,0 +1,157 @@
+//! `medallion demo`: the whole bronze path on embedded parts (librdkafka's in-process mock
+//! cluster, a SQLite catalog, a local warehouse), then a summary of what landed where.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use lakehouse::{IcebergTable, LakehouseLocation};
+use pipelines::bronze::{self, BronzeConfig, BronzeReport, KafkaConnection, RunOptions};
+use pipelines::spec::PipelineSpec;
+use rdkafka::mocking::MockCluster;
+use schemas::EventSchema;
+
+use crate::generator;
+
+const MARKER: &str = ".medallion-demo";
+const WEB_SCHEMA: &str = include_str!("../../schemas/avro/web_event.avsc");
+const SENSOR_SCHEMA: &str = include_str!("../../schemas/avro/sensor_reading.avsc");
+/// The demo's pipeline; the brokers are replaced by the mock cluster's address.
+const DEMO_SPEC: &str = include_str!("../../pipelines/specs/demo.toml");
+
+pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
+    prepare_warehouse(warehouse)?;
+    let cluster = MockCluster::new(1).context("cannot start the in-process Kafka mock cluster")?;
+    let brokers = cluster.bootstrap_servers();
+    let spec = PipelineSpec::parse(DEMO_SPEC, "pipelines/specs/demo.toml")?;
+    let schemas = [
+        EventSchema::parse("web_event", WEB_SCHEMA, "schemas/avro/web_event.avsc")?,
+        EventSchema::parse(
+            "sensor_reading",
+            SENSOR_SCHEMA,
+            "schemas/avro/sensor_reading.avsc",
+        )?,
+    ];
+    let configs: Vec<BronzeConfig> = spec
+        .bronze
+        .iter()
+        .zip(schemas.clone())
+        .enumerate()
+        .map(|(i, (b, s))| BronzeConfig::with_schema(b, s, "demo", i))
+        .collect::<Result<_, _>>()?;
+    for (c, partitions) in configs.iter().zip([3, 2]) {
+        for topic in &c.topics {
+            cluster.create_topic(topic, partitions, 1)?;
+        }
+        // The mock cluster does not serve topic creation through the admin API.
+        cluster.create_topic(&c.dlq_topic, 1, 1)?;
+    }
+
+    let start_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let web = generator::web_events(events * 4 / 5, 7, start_ms);
+    let sensors =
+        generator::sensor_readings(&schemas[1].avro, events - events * 4 / 5, 11, start_ms);
+    println!(
+        "producing {} web events (JSON) and {} sensor readings (Avro) to the mock cluster …",
+        web.messages.len(),
+        sensors.messages.len()
+    );
+    generator::produce(&brokers, &configs[0].topics[0], &web.messages).await?;
+    generator::produce(&brokers, &configs[1].topics[0], &sensors.messages).await?;
+
+    let location = LakehouseLocation {
+        catalog_uri: format!("sqlite://{}/catalog.db", warehouse.display()),
+        warehouse: warehouse.display().to_string(),
+    };
+    let catalog = lakehouse::connect(&location).await?;
+    let kafka = KafkaConnection {
+        brokers,
+        consumer_properties: Vec::new(),
+        producer_properties: Vec::new(),
+        connect_timeout: Duration::from_secs(10),
+    };
+    let started = Instant::now();
+    let once = RunOptions { once: true };
+    let (a, b) = tokio::join!(
+        bronze::run(&kafka, catalog.clone(), &configs[0], once),
+        bronze::run(&kafka, catalog.clone(), &configs[1], once),
+    );
+    let reports = [a?, b?];
+    let elapsed = started.elapsed();
+
+    println!(
+        "\nbronze ingestion finished in {:.1} s\n",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<24} {:>10} {:>10} {:>11}  dead letters by reason",
+        "table", "consumed", "rows", "duplicates"
+    );
+    for r in &reports {
+        print_report(r);
+    }
+    println!(
+        "\ngenerated: {} duplicates and {} malformed web events, {} malformed sensor readings",
+        web.duplicates, web.malformed, sensors.malformed
+    );
+    let abs = std::fs::canonicalize(warehouse)?;
+    println!(
+        "\nwarehouse: {}   catalog: {}/catalog.db",
+        abs.display(),
+        abs.display()
+    );
+    println!("\nquery it with DuckDB (iceberg extension):");
+    for r in &reports {
+        let table = IcebergTable::open(catalog.clone(), &r.table).await?;
+        if let Some(meta) = table.metadata_location() {
+            let path = meta.strip_prefix("file://").unwrap_or(meta);
+            println!("  SELECT count(*) FROM iceberg_scan('{path}');");
+        }
+    }
+    Ok(())
+}
+
+fn print_report(r: &BronzeReport) {
+    let dlq: Vec<String> = r
+        .dead_lettered
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!(
+        "{:<24} {:>10} {:>10} {:>11}  {}",
+        r.table,
+        r.records_consumed,
+        r.rows_written,
+        r.duplicates_dropped,
+        if dlq.is_empty() {
+            "-".to_string()
+        } else {
+            dlq.join(" ")
+        }
+    );
+}
+
+/// The demo starts from an empty warehouse, and only ever wipes one it created itself.
+fn prepare_warehouse(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            bail!(
+                "{} exists and was not made by the demo; choose another --warehouse",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(PathBuf::from(dir).join(MARKER), "made by medallion demo\n")?;
+    Ok(())
+}
+
+/// Used by `run` too: opens the catalog a spec names.
+pub fn location(spec: &PipelineSpec) -> LakehouseLocation {
+    LakehouseLocation {
+        catalog_uri: spec.lakehouse.catalog.clone(),
+        warehouse: spec.lakehouse.warehouse.clone(),
+    }
+}

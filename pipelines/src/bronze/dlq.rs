@@ -1,0 +1,163 @@
+//! The dead-letter topic: every record that cannot go on, with its original key, value and
+//! headers, plus `medallion.error.*` headers saying where it came from and why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use crate::error::{Error, Result};
+use crate::source::SourceRecord;
+
+pub(crate) struct DeadLetter {
+    producer: FutureProducer,
+    topic: String,
+    stage: &'static str,
+    in_flight: Vec<DeliveryFuture>,
+    /// Records sent per reason code since start.
+    pub counts: BTreeMap<&'static str, u64>,
+}
+
+impl DeadLetter {
+    /// Connects a producer and makes sure the topic exists.
+    pub async fn connect(
+        brokers: &str,
+        properties: &[(String, String)],
+        topic: &str,
+        stage: &'static str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            // At-least-once by design (duplicates carry their source coordinates); idempotence
+            // would add a producer-id handshake that some Kafka-API brokers serve poorly.
+            .set("acks", "all")
+            .set("linger.ms", "20");
+        for (k, v) in properties {
+            config.set(k, v);
+        }
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| Error::Kafka(format!("cannot create the DLQ producer: {e}")))?;
+        let metadata = producer
+            .client()
+            .fetch_metadata(None, timeout)
+            .map_err(|e| {
+                Error::Kafka(format!(
+                    "cannot reach Kafka at {brokers} within {timeout:?}: {e}"
+                ))
+            })?;
+        if !metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none())
+        {
+            create_topic(&config, topic).await?;
+        }
+        Ok(Self {
+            producer,
+            topic: topic.to_string(),
+            stage,
+            in_flight: Vec::new(),
+            counts: BTreeMap::new(),
+        })
+    }
+
+    /// Queues a record for the DLQ; [`DeadLetter::flush`] waits for it to be acknowledged.
+    pub fn send(
+        &mut self,
+        record: &SourceRecord,
+        reason: &'static str,
+        message: &str,
+    ) -> Result<()> {
+        let partition = record.partition.to_string();
+        let offset = record.offset.to_string();
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        for (key, value) in [
+            ("medallion.error.stage", self.stage),
+            ("medallion.error.reason", reason),
+            ("medallion.error.message", message),
+            ("medallion.error.source.topic", &record.topic),
+            ("medallion.error.source.partition", &partition),
+            ("medallion.error.source.offset", &offset),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut future_record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers);
+        if let Some(k) = &record.key {
+            future_record = future_record.key(k.as_slice());
+        }
+        if let Some(p) = &record.payload {
+            future_record = future_record.payload(p.as_slice());
+        }
+        loop {
+            match self.producer.send_result(future_record) {
+                Ok(delivery) => {
+                    self.in_flight.push(delivery);
+                    *self.counts.entry(reason).or_default() += 1;
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    future_record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(Error::Kafka(format!("DLQ {}: {e}", self.topic))),
+            }
+        }
+    }
+
+    /// Waits until every queued record is acknowledged by the broker.
+    pub async fn flush(&mut self) -> Result<usize> {
+        let n = self.in_flight.len();
+        for delivery in self.in_flight.drain(..) {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(Error::Kafka(format!("DLQ {}: {e}", self.topic))),
+                Err(_) => {
+                    return Err(Error::Kafka(format!(
+                        "DLQ {}: delivery cancelled",
+                        self.topic
+                    )))
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+async fn create_topic(config: &ClientConfig, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| Error::Kafka(format!("cannot create an admin client: {e}")))?;
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics([&new], &opts)
+        .await
+        .map_err(|e| Error::Kafka(format!("cannot create DLQ topic {topic}: {e}")))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(Error::Kafka(format!("cannot create DLQ topic {t}: {code}")))
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,451 @@
+//! The bronze stage: raw topics → decode, validate, dedupe → `bronze.<table>`, with the Kafka
+//! offsets in the same commit, and everything refused on the dead-letter topic.
+
+mod batch;
+mod config;
+mod decode;
+mod dedupe;
+mod dlq;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lakehouse::{Catalog, CommitOutcome, IcebergTable, OffsetFence, TableDefinition};
+use tokio::time::sleep_until;
+
+pub use config::{BronzeConfig, KafkaConnection};
+
+use crate::error::{Error, Result};
+use crate::source::{
+    KafkaSource, OffsetLookup, SourceCommand, SourceConfig, SourceEvent, SourceRecord,
+    StartPositions,
+};
+use batch::BatchBuilder;
+use decode::RowDecoder;
+use dedupe::Deduplicator;
+use dlq::DeadLetter;
+
+/// How the stage runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Stop once everything that was in the topics at start is committed.
+    pub once: bool,
+}
+
+/// What a bronze run did.
+#[derive(Debug, Clone, Default)]
+pub struct BronzeReport {
+    pub table: String,
+    pub records_consumed: u64,
+    pub rows_written: u64,
+    pub dead_lettered: BTreeMap<&'static str, u64>,
+    pub duplicates_dropped: u64,
+    pub commits: u64,
+    /// Commits refused because another worker had moved a partition first.
+    pub fenced: u64,
+    pub dedupe_keys: usize,
+    pub dedupe_bytes: usize,
+    pub dedupe_evicted_early: u64,
+}
+
+struct TableOffsets {
+    runtime: tokio::runtime::Handle,
+    catalog: Arc<dyn Catalog>,
+    table: String,
+}
+
+impl OffsetLookup for TableOffsets {
+    fn lookup(&self, partitions: &[(String, i32)]) -> Result<StartPositions> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.runtime.block_on(async {
+                let table = IcebergTable::open(self.catalog.clone(), &self.table).await?;
+                table.stored_offsets()
+            });
+            match result {
+                Ok(stored) => {
+                    return Ok(partitions
+                        .iter()
+                        .map(|(t, p)| (t.clone(), *p, stored.get(t, *p)))
+                        .collect())
+                }
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %e, attempt, "reading stored offsets failed, retrying");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Position {
+    /// The next offset the table holds for the partition.
+    committed: Option<i64>,
+    /// The next offset to consume.
+    next: Option<i64>,
+}
+
+impl Position {
+    fn dirty(&self) -> bool {
+        self.next.is_some() && self.next != self.committed
+    }
+}
+
+/// Runs one bronze table until `once` completes or the source fails.
+pub async fn run(
+    kafka: &KafkaConnection,
+    catalog: Arc<dyn Catalog>,
+    config: &BronzeConfig,
+    options: RunOptions,
+) -> Result<BronzeReport> {
+    Stage::start(kafka, catalog, config)
+        .await?
+        .run(options)
+        .await
+}
+
+struct Stage<'a> {
+    config: &'a BronzeConfig,
+    table: IcebergTable,
+    decoder: RowDecoder,
+    dedupe: Option<Deduplicator>,
+    dlq: DeadLetter,
+    source: KafkaSource,
+    events: tokio::sync::mpsc::Receiver<SourceEvent>,
+    batch: BatchBuilder,
+    batch_bytes: u64,
+    batch_deadline: Option<Instant>,
+    generation: Option<u64>,
+    positions: HashMap<(Arc<str>, i32), Position>,
+    end_offsets: Option<HashMap<(String, i32), i64>>,
+    report: BronzeReport,
+}
+
+impl<'a> Stage<'a> {
+    async fn start(
+        kafka: &KafkaConnection,
+        catalog: Arc<dyn Catalog>,
+        config: &'a BronzeConfig,
+    ) -> Result<Self> {
+        let table = IcebergTable::open_or_create(
+            catalog.clone(),
+            &TableDefinition {
+                name: config.table.clone(),
+                schema: batch::bronze_schema(&config.schema),
+                partition_by_day: config.partition_by_day.then(|| config.event_time.clone()),
+            },
+        )
+        .await?;
+        // First contact with the brokers: fails fast, naming them, when Kafka is unreachable.
+        let dlq = DeadLetter::connect(
+            &kafka.brokers,
+            &kafka.producer_properties,
+            &config.dlq_topic,
+            "bronze",
+            kafka.connect_timeout,
+        )
+        .await?;
+        let lookup = TableOffsets {
+            runtime: tokio::runtime::Handle::current(),
+            catalog,
+            table: config.table.clone(),
+        };
+        let source_config = SourceConfig {
+            brokers: kafka.brokers.clone(),
+            group_id: config.group_id.clone(),
+            topics: config.topics.clone(),
+            properties: kafka.consumer_properties.clone(),
+            connect_timeout: kafka.connect_timeout,
+        };
+        let (source, events) = KafkaSource::start(&source_config, Arc::new(lookup), 8192)?;
+        let event_time = config.event_time_index();
+        let dedupe = config
+            .dedupe
+            .as_ref()
+            .map(|d| Deduplicator::new(d.key_indices.clone(), d.horizon_micros, d.max_keys));
+        Ok(Self {
+            config,
+            table,
+            decoder: RowDecoder::new(
+                config.schema.clone(),
+                config.format,
+                event_time,
+                config.max_record_bytes,
+            ),
+            dedupe,
+            dlq,
+            source,
+            events,
+            batch: BatchBuilder::new(&config.schema),
+            batch_bytes: 0,
+            batch_deadline: None,
+            generation: None,
+            positions: HashMap::new(),
+            end_offsets: None,
+            report: BronzeReport {
+                table: config.table.clone(),
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn run(mut self, options: RunOptions) -> Result<BronzeReport> {
+        loop {
+            let deadline = self
+                .batch_deadline
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    None => return Err(self.fail("the Kafka source stopped")),
+                    Some(SourceEvent::Failed(message)) => return Err(self.fail(&message)),
+                    Some(SourceEvent::Revoked) => {
+                        self.discard_batch();
+                        self.generation = None;
+                        self.positions.clear();
+                    }
+                    Some(SourceEvent::Assigned { generation, start }) => {
+                        self.assigned(generation, start, options).await?;
+                    }
+                    Some(SourceEvent::Record(record)) => {
+                        self.record(record)?;
+                        if self.batch_full() || (options.once && self.reached_end()) {
+                            self.flush().await?;
+                        }
+                    }
+                },
+                _ = sleep_until(deadline.into()) => self.flush().await?,
+            }
+            if options.once && self.generation.is_some() && self.reached_end() && !self.any_dirty()
+            {
+                break;
+            }
+        }
+        self.finish_report();
+        Ok(self.report)
+    }
+
+    fn fail(&self, message: &str) -> Error {
+        Error::Stage {
+            table: self.config.table.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn assigned(
+        &mut self,
+        generation: u64,
+        start: StartPositions,
+        options: RunOptions,
+    ) -> Result<()> {
+        self.discard_batch();
+        self.generation = Some(generation);
+        self.positions = start
+            .iter()
+            .map(|(t, p, o)| {
+                (
+                    (Arc::from(t.as_str()), *p),
+                    Position {
+                        committed: *o,
+                        next: *o,
+                    },
+                )
+            })
+            .collect();
+        self.table.refresh().await?;
+        self.rebuild_dedupe().await?;
+        if options.once && self.end_offsets.is_none() {
+            let partitions: Vec<(String, i32)> =
+                start.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+            let ends = self.source.end_offsets(&partitions)?;
+            self.end_offsets = Some(partitions.into_iter().zip(ends).collect());
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the dedupe keys from the part of the table within the horizon.
+    async fn rebuild_dedupe(&mut self) -> Result<()> {
+        let Some(spec) = &self.config.dedupe else {
+            return Ok(());
+        };
+        let event_time = &self.config.event_time;
+        let Some(max) = self.table.max_timestamp_micros(event_time).await? else {
+            return Ok(());
+        };
+        let mut columns = spec.key.clone();
+        columns.push(event_time.clone());
+        let started = Instant::now();
+        let batches = self
+            .table
+            .scan_since(
+                &columns,
+                event_time,
+                max.saturating_sub(spec.horizon_micros),
+            )
+            .await?;
+        let mut fresh =
+            Deduplicator::new(spec.key_indices.clone(), spec.horizon_micros, spec.max_keys);
+        for b in &batches {
+            fresh.load_committed(b);
+        }
+        tracing::info!(table = %self.config.table, keys = fresh.len(), elapsed_ms = started.elapsed().as_millis() as u64, "dedupe state rebuilt from the table");
+        self.dedupe = Some(fresh);
+        Ok(())
+    }
+
+    fn record(&mut self, record: SourceRecord) -> Result<()> {
+        if Some(record.generation) != self.generation {
+            return Ok(());
+        }
+        let Some(pos) = self
+            .positions
+            .get_mut(&(record.topic.clone(), record.partition))
+        else {
+            return Ok(());
+        };
+        if pos.next.is_some_and(|n| record.offset < n) {
+            return Ok(());
+        }
+        pos.next = Some(record.offset + 1);
+        self.report.records_consumed += 1;
+        if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(Instant::now() + self.config.commit.interval);
+        }
+        let size = record.payload.as_ref().map_or(0, Vec::len) as u64;
+        self.batch_bytes += size;
+        match self.decoder.decode(record.payload.as_deref()) {
+            Err(rejection) => {
+                self.dlq
+                    .send(&record, rejection.reason, &rejection.message)?;
+            }
+            Ok(cells) => {
+                let event_time = self.decoder_event_time(&cells);
+                let duplicate = self
+                    .dedupe
+                    .as_mut()
+                    .is_some_and(|d| d.is_duplicate(&cells, event_time));
+                if duplicate {
+                    self.report.duplicates_dropped += 1;
+                } else {
+                    let now = chrono::Utc::now().timestamp_micros();
+                    self.batch.push(&cells, &record, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn decoder_event_time(&self, cells: &[decode::Cell<'_>]) -> i64 {
+        match cells[self.config.event_time_index()] {
+            decode::Cell::Micros(t) => t,
+            _ => 0,
+        }
+    }
+
+    fn batch_full(&self) -> bool {
+        self.batch.rows() >= self.config.commit.max_rows
+            || self.batch_bytes >= self.config.commit.max_bytes
+    }
+
+    fn any_dirty(&self) -> bool {
+        self.positions.values().any(Position::dirty)
+    }
+
+    /// In `once` mode: every assigned partition has been read up to its end offset at start.
+    fn reached_end(&self) -> bool {
+        let Some(ends) = &self.end_offsets else {
+            return false;
+        };
+        self.positions.iter().all(|((t, p), pos)| {
+            let end = ends.get(&(t.to_string(), *p)).copied().unwrap_or(0);
+            end == 0 || pos.next.is_some_and(|n| n >= end)
+        })
+    }
+
+    fn discard_batch(&mut self) {
+        self.batch.clear();
+        self.batch_bytes = 0;
+        self.batch_deadline = None;
+        if let Some(d) = &mut self.dedupe {
+            d.discard();
+        }
+        for pos in self.positions.values_mut() {
+            pos.next = pos.committed;
+        }
+    }
+
+    /// Dead letters first, then data files, then the fenced commit of data and offsets.
+    async fn flush(&mut self) -> Result<()> {
+        self.batch_deadline = None;
+        if !self.any_dirty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let dead = self.dlq.flush().await?;
+        let rows = self.batch.rows();
+        let batch = self.batch.finish().map_err(lakehouse::Error::from)?;
+        self.batch_bytes = 0;
+        let staged = self.table.write(&batch).await?;
+        let mut fence = OffsetFence::default();
+        for ((topic, partition), pos) in &self.positions {
+            if let (true, Some(next)) = (pos.dirty(), pos.next) {
+                fence.cover(topic, *partition, pos.committed, next);
+            }
+        }
+        match self.table.commit_append(staged, &fence).await? {
+            CommitOutcome::Committed { snapshot_id } => {
+                let mut offsets = Vec::new();
+                for ((topic, partition), pos) in self.positions.iter_mut() {
+                    if pos.dirty() {
+                        pos.committed = pos.next;
+                    }
+                    if let Some(o) = pos.committed {
+                        offsets.push((topic.to_string(), *partition, o));
+                    }
+                }
+                if let Some(d) = &mut self.dedupe {
+                    d.commit();
+                }
+                self.source.command(SourceCommand::CommitOffsets(offsets));
+                self.report.commits += 1;
+                self.report.rows_written += rows as u64;
+                let (keys, key_bytes) = self
+                    .dedupe
+                    .as_ref()
+                    .map_or((0, 0), |d| (d.len(), d.approx_bytes()));
+                tracing::info!(
+                    table = %self.config.table,
+                    snapshot_id,
+                    rows,
+                    dead_lettered = dead,
+                    dedupe_keys = keys,
+                    dedupe_bytes = key_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "committed"
+                );
+            }
+            CommitOutcome::Fenced(violation) => {
+                tracing::warn!(table = %self.config.table, %violation, "commit fenced: another worker moved the partition; repositioning");
+                self.report.fenced += 1;
+                self.discard_batch();
+                self.generation = None;
+                self.source.command(SourceCommand::Reposition);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_report(&mut self) {
+        self.report.dead_lettered = self.dlq.counts.clone();
+        if let Some(d) = &self.dedupe {
+            self.report.dedupe_keys = d.len();
+            self.report.dedupe_bytes = d.approx_bytes();
+            self.report.dedupe_evicted_early = d.evicted_early;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Pipelines: the spec file and the stages that move data from Kafka into the lakehouse.
+
+pub mod bronze;
+mod error;
+pub mod source;
+pub mod spec;
+
+pub use error::{Error, Result};

@@ -1,0 +1,417 @@
+//! The pipeline spec: a TOML file with `[kafka]`, `[lakehouse]` and `[[bronze]]` sections.
+//!
+//! Parsing is strict: unknown keys and bad values are refused with the file, the key and what
+//! was expected.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub kafka: KafkaSpec,
+    #[serde(default)]
+    pub lakehouse: LakehouseSpec,
+    /// One entry per bronze table.
+    #[serde(default)]
+    pub bronze: Vec<BronzeSpec>,
+}
+
+/// The Kafka cluster the raw topics live on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSpec {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// librdkafka properties for every client (e.g. `"security.protocol" = "SASL_SSL"`).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// librdkafka properties for the consumers only (e.g. `"session.timeout.ms"`).
+    #[serde(default)]
+    pub consumer_properties: std::collections::BTreeMap<String, String>,
+    /// librdkafka properties for the dead-letter producers only.
+    #[serde(default)]
+    pub producer_properties: std::collections::BTreeMap<String, String>,
+    /// How long to wait for the brokers at start before refusing to run.
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+/// Where the tables live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakehouseSpec {
+    /// Directory (or URL) for table data and metadata.
+    #[serde(default = "default_warehouse")]
+    pub warehouse: String,
+    /// Iceberg SQL catalog: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[serde(default = "default_catalog")]
+    pub catalog: String,
+}
+
+impl Default for LakehouseSpec {
+    fn default() -> Self {
+        Self {
+            warehouse: default_warehouse(),
+            catalog: default_catalog(),
+        }
+    }
+}
+
+/// Wire format of a raw topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per message.
+    Json,
+    /// Avro in the Confluent wire format (magic byte, schema id, body).
+    Avro,
+}
+
+/// How a bronze table is partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partitioning {
+    /// By day of the event time (the default).
+    Day,
+    /// Not partitioned.
+    None,
+}
+
+/// One bronze table fed by one or more raw topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BronzeSpec {
+    /// `bronze.NAME`.
+    pub table: String,
+    /// Raw topics read into the table.
+    pub topics: Vec<String>,
+    pub format: Format,
+    /// Avro schema file (`.avsc`) describing the events, for JSON and Avro alike.
+    pub schema: PathBuf,
+    /// Field holding the event time (a timestamp; JSON accepts RFC 3339 text or epoch millis).
+    pub event_time: String,
+    /// Topic for records that cannot be ingested; default `<first topic>.dlq`.
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
+    /// Consumer group; default `medallion.<table>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default = "default_partitioning")]
+    pub partitioning: Partitioning,
+    /// Larger records go to the DLQ with reason `validate.too_large`.
+    #[serde(default = "default_max_record_bytes", deserialize_with = "bytes")]
+    pub max_record_bytes: u64,
+    #[serde(default)]
+    pub dedupe: Option<DedupeSpec>,
+    #[serde(default)]
+    pub commit: CommitSpec,
+}
+
+/// Duplicate removal on a key within an event-time horizon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeSpec {
+    /// Fields whose values identify an event.
+    pub key: Vec<String>,
+    /// How far back in event time a duplicate is recognised.
+    #[serde(deserialize_with = "duration")]
+    pub horizon: Duration,
+    /// Upper bound on remembered keys; the oldest are forgotten first (and counted).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+/// When a batch is committed: on time, rows or bytes, whichever comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitSpec {
+    #[serde(default = "default_commit_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    #[serde(default = "default_commit_rows")]
+    pub max_rows: usize,
+    #[serde(default = "default_commit_bytes", deserialize_with = "bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for CommitSpec {
+    fn default() -> Self {
+        Self {
+            interval: default_commit_interval(),
+            max_rows: default_commit_rows(),
+            max_bytes: default_commit_bytes(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_warehouse() -> String {
+    "./warehouse".into()
+}
+fn default_catalog() -> String {
+    "sqlite://./warehouse/catalog.db".into()
+}
+fn default_partitioning() -> Partitioning {
+    Partitioning::Day
+}
+fn default_max_record_bytes() -> u64 {
+    1 << 20
+}
+fn default_max_keys() -> usize {
+    1_000_000
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_commit_rows() -> usize {
+    100_000
+}
+fn default_commit_bytes() -> u64 {
+    64 << 20
+}
+
+impl PipelineSpec {
+    /// Reads and checks a spec file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Spec(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses spec text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let spec: Self = toml::from_str(text).map_err(|e| {
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            let at = key.map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+            Error::Spec(format!("{origin}{at}: {}", e.message()))
+        })?;
+        spec.check(origin)?;
+        Ok(spec)
+    }
+
+    fn check(&self, origin: &str) -> Result<()> {
+        let bad = |key: String, msg: &str| Err(Error::Spec(format!("{origin}: {key}: {msg}")));
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers".into(), "must name at least one broker");
+        }
+        if self.bronze.is_empty() {
+            return bad("bronze".into(), "at least one [[bronze]] table is required");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, b) in self.bronze.iter().enumerate() {
+            let key = |k: &str| format!("bronze[{i}].{k}");
+            match b.table.split_once('.') {
+                Some(("bronze", name)) if !name.is_empty() && !name.contains('.') => {}
+                _ => return bad(key("table"), "expected `bronze.NAME`"),
+            }
+            if !seen.insert(&b.table) {
+                return bad(key("table"), "table is defined twice");
+            }
+            if b.topics.is_empty() || b.topics.iter().any(|t| t.trim().is_empty()) {
+                return bad(key("topics"), "expected a non-empty list of topic names");
+            }
+            if b.event_time.is_empty() {
+                return bad(key("event_time"), "expected a field name");
+            }
+            if let Some(d) = &b.dedupe {
+                if d.key.is_empty() {
+                    return bad(key("dedupe.key"), "expected at least one field");
+                }
+                if d.horizon.is_zero() {
+                    return bad(key("dedupe.horizon"), "must be longer than zero");
+                }
+                if d.max_keys == 0 {
+                    return bad(key("dedupe.max_keys"), "must be at least 1");
+                }
+            }
+            if b.commit.interval.is_zero() || b.commit.max_rows == 0 || b.commit.max_bytes == 0 {
+                return bad(
+                    key("commit"),
+                    "interval, max_rows and max_bytes must be above zero",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BronzeSpec {
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topics[0]))
+    }
+
+    pub fn group_id(&self) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("medallion.{}", self.table))
+    }
+}
+
+/// The dotted key whose value starts at byte `pos`, found by walking the TOML text backwards
+/// (serde's errors carry a position but not the key path).
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let before = text.get(..pos)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let prefix = &before[line_start..];
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"');
+    let mut path = Vec::new();
+    if let Some((line_key, _)) = prefix.split_once('=') {
+        path.push(line_key.trim().to_string());
+        // Inside an inline table: the key right before the value's `=`.
+        let inner = prefix.trim_end().trim_end_matches('=').trim_end();
+        let start = inner.rfind(|c: char| !is_key_char(c)).map_or(0, |i| i + 1);
+        let inner_key = &inner[start..];
+        if !inner_key.is_empty() && inner_key != path[0] {
+            path.push(inner_key.to_string());
+        }
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))
+        .map(|l| l.trim().trim_matches(|c| c == '[' || c == ']').to_string());
+    if let Some(t) = table {
+        path.insert(0, t);
+    }
+    (!path.is_empty()).then(|| path.join("."))
+}
+
+/// Parses `500ms`, `5s`, `10m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit: expected e.g. 500ms, 5s, 10m, 1h, 7d"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: expected e.g. 500ms, 5s, 10m, 1h, 7d"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?}: expected ms, s, m, h or d"
+            ))
+        }
+    };
+    Ok(Duration::from_millis(n * ms))
+}
+
+/// Parses `1048576`, `512KiB`, `64MiB`, `1GiB`.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: expected e.g. 1048576, 512KiB, 64MiB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?}: expected B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    Ok(n * mult)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        N(u64),
+        S(String),
+    }
+    match Size::deserialize(d)? {
+        Size::N(n) => Ok(n),
+        Size::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+
+[[bronze]]
+table = "bronze.events"
+topics = ["events"]
+format = "json"
+schema = "schemas/avro/event.avsc"
+event_time = "event_time"
+dedupe = { key = ["event_id"], horizon = "1h" }
+commit = { interval = "2s", max_rows = 5000, max_bytes = "8MiB" }
+"#;
+
+    #[test]
+    fn parses_a_good_spec() {
+        let spec = PipelineSpec::parse(GOOD, "p.toml").unwrap();
+        let b = &spec.bronze[0];
+        assert_eq!(b.commit.interval, Duration::from_secs(2));
+        assert_eq!(b.commit.max_bytes, 8 << 20);
+        assert_eq!(b.dlq_topic(), "events.dlq");
+        assert_eq!(b.group_id(), "medallion.bronze.events");
+        assert_eq!(spec.lakehouse.catalog, "sqlite://./warehouse/catalog.db");
+    }
+
+    fn err(text: &str) -> String {
+        PipelineSpec::parse(text, "p.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn names_file_and_key_of_unknown_keys() {
+        let e = err(&GOOD.replace("format = \"json\"", "format = \"json\"\nformt = 1"));
+        assert!(e.starts_with("p.toml"), "{e}");
+        assert!(e.contains("formt"), "{e}");
+    }
+
+    #[test]
+    fn names_bad_values() {
+        let e = err(&GOOD.replace("\"json\"", "\"xml\""));
+        assert!(e.contains("bronze.format") && e.contains("json"), "{e}");
+        let e = err(&GOOD.replace("\"2s\"", "\"2 weeks\""));
+        assert!(
+            e.contains("bronze.commit.interval") && e.contains("unknown unit"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("bronze.events", "silver.events"));
+        assert!(e.contains("bronze[0].table"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!(parse_duration("5").is_err());
+        assert_eq!(parse_bytes("512KiB").unwrap(), 512 * 1024);
+        assert!(parse_bytes("1TB").is_err());
+    }
+}

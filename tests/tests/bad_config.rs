@@ -1,0 +1,121 @@
+//! Bad configuration and unreachable infrastructure give clear errors, not panics.
+
+use anyhow::Result;
+use e2e::*;
+
+fn refused(ws: &Workspace, spec_text: &str, expect: &[&str]) -> Result<()> {
+    let spec = ws.write("bad.toml", spec_text)?;
+    let out = medallion_output(
+        &["run", spec.to_str().unwrap_or_default(), "--once"],
+        ws.path(),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for e in expect {
+        assert!(stderr.contains(e), "expected {e:?} in:\n{stderr}");
+    }
+    Ok(())
+}
+
+fn spec(broker: &str, catalog: &str, bronze_extra: &str, topic: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{broker}"
+connect_timeout = "3s"
+
+[lakehouse]
+warehouse = "./warehouse"
+catalog = "{catalog}"
+
+[[bronze]]
+table = "bronze.web"
+topics = ["{topic}"]
+format = "json"
+schema = "{schema}"
+event_time = "event_time"
+{bronze_extra}
+"#,
+        schema = web_event_schema().display()
+    )
+}
+
+#[test]
+fn bad_specs_name_the_file_and_key() -> Result<()> {
+    let ws = Workspace::new()?;
+    let b = broker();
+    let cat = "sqlite://./warehouse/catalog.db";
+    let t = unique("cfg");
+    create_topic(&t, 1)?;
+    refused(
+        &ws,
+        &spec(&b, cat, "colour = \"blue\"", &t),
+        &["bad.toml", "colour"],
+    )?;
+    refused(
+        &ws,
+        &spec(&b, cat, "", &t).replace("\"json\"", "\"xml\""),
+        &["bad.toml", "format", "json"],
+    )?;
+    refused(
+        &ws,
+        &spec(&b, cat, "commit = { interval = \"soon\" }", &t),
+        &["bad.toml", "bronze.commit.interval", "not a duration"],
+    )?;
+    refused(
+        &ws,
+        &spec(&b, cat, "", &t).replace("\"event_time\"\n", "\"created\"\n"),
+        &["bad.toml", "bronze[0].event_time", "created"],
+    )?;
+    refused(
+        &ws,
+        &spec(
+            &b,
+            cat,
+            "dedupe = { key = [\"nope\"], horizon = \"1h\" }",
+            &t,
+        ),
+        &["bad.toml", "dedupe.key", "nope"],
+    )?;
+    refused(
+        &ws,
+        &spec(&b, cat, "", &t).replace("web_event.avsc", "missing.avsc"),
+        &["bad.toml", "bronze[0].schema", "missing.avsc"],
+    )?;
+    refused(&ws, "[kafka\nbrokers=1", &["bad.toml"])?;
+    let missing = ws.path().join("nope.toml");
+    let out = medallion_output(&["run", missing.to_str().unwrap_or_default()], ws.path())?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+    Ok(())
+}
+
+#[test]
+fn unreachable_broker_and_catalog_are_named() -> Result<()> {
+    let ws = Workspace::new()?;
+    let t = unique("unreach");
+    refused(
+        &ws,
+        &spec("127.0.0.1:1", "sqlite://./warehouse/catalog.db", "", &t),
+        &["cannot reach Kafka at 127.0.0.1:1"],
+    )?;
+    create_topic(&t, 1)?;
+    refused(
+        &ws,
+        &spec(&broker(), "postgres://postgres@127.0.0.1:1/nowhere", "", &t),
+        &["lakehouse.catalog", "127.0.0.1:1"],
+    )?;
+    let missing_topic = unique("absent");
+    refused(
+        &ws,
+        &spec(
+            &broker(),
+            "sqlite://./warehouse/catalog.db",
+            "",
+            &missing_topic,
+        ),
+        &["topic", &missing_topic, "does not exist"],
+    )?;
+    Ok(())
+}

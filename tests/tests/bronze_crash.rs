@@ -1,0 +1,92 @@
+//! Crash safety: the pipeline is SIGKILLed at random moments while records keep arriving and
+//! restarted each time; in the end every offset is in the table exactly once.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use e2e::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const KILLS: usize = 20;
+const PER_ROUND: usize = 1_500;
+
+#[test]
+fn every_offset_lands_exactly_once_across_sigkills() -> Result<()> {
+    let ws = Workspace::new()?;
+    let topic = unique("crash");
+    create_topic(&topic, 3)?;
+    // A killed member stays in the group until its session times out; keep that short so a
+    // restarted worker gets its partitions back quickly.
+    let spec = ws.web_spec(
+        &topic,
+        "bronze.crash",
+        r#"{ interval = "150ms", max_rows = 700 }"#,
+        GROUP_SETTINGS,
+    )?;
+    let log = ws.path().join("medallion.log");
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut sent = 0usize;
+    let batch = |n: usize, sent: &mut usize| -> Vec<(String, Vec<u8>)> {
+        let out = (0..n)
+            .map(|i| {
+                let id = format!("c-{}", *sent + i);
+                let user = format!("u{}", (*sent + i) % 97);
+                let t = 1_767_225_600_000 + (*sent + i) as i64;
+                (user.clone(), web_event(&id, &user, t))
+            })
+            .collect();
+        *sent += n;
+        out
+    };
+
+    let mut killed_after_commit = 0;
+    for round in 0..KILLS {
+        produce(&topic, &batch(PER_ROUND, &mut sent))?;
+        let count = |what: &str| {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches(what)
+                .count()
+        };
+        let before = count(" committed");
+        let mut child = spawn_run(&spec, &log, &[])?;
+        if rng.gen_range(0..5) == 0 {
+            // Sometimes during start-up (group join, dedupe rebuild).
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..1_500)));
+        } else {
+            // Otherwise once the worker is committing, at a random moment of its cycle:
+            // decoding, writing data files, or between the files and the catalog commit.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while count(" committed") == before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..600)));
+        }
+        sigkill(&mut child);
+        let after = count(" committed");
+        if after > before {
+            killed_after_commit += 1;
+        }
+        eprintln!("round {round}: {} commits before the kill", after - before);
+    }
+    assert!(
+        killed_after_commit >= KILLS / 2,
+        "only {killed_after_commit} of {KILLS} runs committed before being killed: the kills do not exercise the commit path"
+    );
+
+    let out = medallion_output(
+        &["run", spec.to_str().unwrap_or_default(), "--once"],
+        ws.path(),
+    )?;
+    assert!(
+        out.status.success(),
+        "final run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ends = end_offsets(&topic, 3)?;
+    assert_eq!(ends.iter().sum::<i64>() as usize, sent);
+    assert_exactly_once(&ws, "bronze.crash", &ends)?;
+    Ok(())
+}
