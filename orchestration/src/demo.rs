@@ -72,9 +72,11 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
     };
     let started = Instant::now();
     let once = RunOptions { once: true };
+    // The demo runs to the end of what it produced; nothing asks it to stop early.
+    let (_keep, stop) = tokio::sync::watch::channel(false);
     let (a, b) = tokio::join!(
-        bronze::run(&kafka, catalog.clone(), &configs[0], once),
-        bronze::run(&kafka, catalog.clone(), &configs[1], once),
+        bronze::run(&kafka, catalog.clone(), &configs[0], once, stop.clone()),
+        bronze::run(&kafka, catalog.clone(), &configs[1], once, stop),
     );
     let reports = [a?, b?];
     let elapsed = started.elapsed();

@@ -105,9 +105,10 @@ async fn run(path: &Path, once: bool) -> Result<()> {
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
     let kafka = KafkaConnection::from(&spec.kafka);
     let options = RunOptions { once };
+    let stop = stop_on_signal()?;
     let runs = configs
         .iter()
-        .map(|c| bronze::run(&kafka, catalog.clone(), c, options));
+        .map(|c| bronze::run(&kafka, catalog.clone(), c, options, stop.clone()));
     for report in futures::future::join_all(runs).await {
         let r = report?;
         tracing::info!(
@@ -122,6 +123,29 @@ async fn run(path: &Path, once: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Turns true on the first SIGTERM or SIGINT; a second one exits at once (every commit is
+/// atomic, so that is safe too).
+fn stop_on_signal() -> Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if n > 0 {
+                std::process::exit(130);
+            }
+            tracing::info!("signal received: finishing the open batches");
+            let _ = tx.send(true);
+        }
+    });
+    Ok(rx)
 }
 
 async fn generate(brokers: &str, topic: &str, events: usize, kind: Kind, seed: u64) -> Result<()> {

@@ -23,6 +23,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
+/// How often an end-offset query is tried before the stage gives up.
+const END_OFFSET_ATTEMPTS: u32 = 4;
+
 /// Where each assigned partition resumes: the table's next offset, or `None` when the table
 /// has never seen the partition (it is then read from the beginning).
 pub type StartPositions = Vec<(String, i32, Option<i64>)>;
@@ -164,7 +167,7 @@ impl ConsumerContext for SourceContext {
 /// A running source; dropping it stops the consumer thread.
 pub struct KafkaSource {
     /// A group-less client for watermark queries.
-    meta: BaseConsumer,
+    meta: Arc<BaseConsumer>,
     commands: std::sync::mpsc::Sender<SourceCommand>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -197,9 +200,11 @@ impl KafkaSource {
         for (k, v) in &config.properties {
             client.set(k, v);
         }
-        let meta: BaseConsumer = client
-            .create()
-            .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
+        let meta: Arc<BaseConsumer> = Arc::new(
+            client
+                .create()
+                .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?,
+        );
         let consumer: BaseConsumer<SourceContext> = client
             .create_with_context(context)
             .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
@@ -232,17 +237,37 @@ impl KafkaSource {
         ))
     }
 
-    /// The offset after the last record of each partition, now.
-    pub fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
-        partitions
-            .iter()
-            .map(|(t, p)| {
-                self.meta
-                    .fetch_watermarks(t, *p, Duration::from_secs(10))
-                    .map(|(_, high)| high)
-                    .map_err(|e| Error::Kafka(format!("cannot read the end of {t}[{p}]: {e}")))
+    /// The offset after the last record of each partition, now. Retried with backoff: a
+    /// loaded broker can be slow to answer.
+    pub async fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
+        let mut delay = Duration::from_millis(500);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let meta = self.meta.clone();
+            let parts = partitions.to_vec();
+            let result = tokio::task::spawn_blocking(move || {
+                parts
+                    .iter()
+                    .map(|(t, p)| {
+                        meta.fetch_watermarks(t, *p, Duration::from_secs(10))
+                            .map(|(_, high)| high)
+                            .map_err(|e| format!("cannot read the end of {t}[{p}]: {e}"))
+                    })
+                    .collect::<std::result::Result<Vec<i64>, String>>()
             })
-            .collect()
+            .await
+            .map_err(|e| Error::Kafka(format!("watermark query failed: {e}")))?;
+            match result {
+                Ok(ends) => return Ok(ends),
+                Err(e) if attempt < END_OFFSET_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(Error::Kafka(e)),
+            }
+        }
     }
 
     pub fn command(&self, command: SourceCommand) {

@@ -21,9 +21,68 @@ fn env(name: &str) -> String {
     })
 }
 
-/// The Kafka-protocol broker started by `tests/run`.
+static OWN_BROKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The Kafka-protocol broker: the one started by `tests/run`, or this test binary's own
+/// (see [`own_broker`]).
 pub fn broker() -> String {
-    env("MEDALLION_TEST_BROKER")
+    OWN_BROKER
+        .get()
+        .cloned()
+        .unwrap_or_else(|| env("MEDALLION_TEST_BROKER"))
+}
+
+/// A Tansu broker of this test binary's own, for tests whose consumer-group timing must not
+/// depend on the load earlier tests left on the shared broker. Every helper of this crate uses
+/// it from then on; it stops when the returned guard drops.
+pub fn own_broker() -> Result<OwnBroker> {
+    let dir = scratch_dir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{addr}");
+    let log = std::fs::File::create(dir.path().join("tansu.log"))?;
+    let child = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://broker.db"])
+        .env_remove("SCHEMA_REGISTRY")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start tansu (tests/run installs it)")?;
+    let guard = OwnBroker { child, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("tansu did not listen on {addr} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    OWN_BROKER
+        .set(addr)
+        .map_err(|_| anyhow::anyhow!("own_broker() called twice"))?;
+    Ok(guard)
+}
+
+/// Stops the broker of [`own_broker`] when dropped.
+pub struct OwnBroker {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        sigkill(&mut self.child);
+    }
 }
 
 /// A name no other test (or earlier run) uses: topics are never deleted on the test broker.
@@ -179,6 +238,25 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Result<Vec<i64>> {
         .collect()
 }
 
+/// Under `tests/run`, scratch directories stay in `MEDALLION_TEST_ARTIFACTS` (wiped at the
+/// start of each run) so a failure's logs and tables can be looked at afterwards.
+fn scratch_dir() -> Result<tempfile::TempDir> {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("medallion-e2e");
+        b
+    };
+    match std::env::var_os("MEDALLION_TEST_ARTIFACTS") {
+        Some(root) => {
+            std::fs::create_dir_all(&root)?;
+            let mut dir = builder.tempdir_in(root)?;
+            dir.disable_cleanup(true);
+            Ok(dir)
+        }
+        None => Ok(builder.tempdir()?),
+    }
+}
+
 /// A scratch directory with a warehouse and a SQLite catalog.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -189,7 +267,7 @@ pub struct Workspace {
 impl Workspace {
     pub fn new() -> Result<Self> {
         Ok(Self {
-            dir: tempfile::Builder::new().prefix("medallion-e2e").tempdir()?,
+            dir: scratch_dir()?,
             postgres: None,
         })
     }
@@ -292,6 +370,20 @@ pub fn medallion_output(args: &[&str], cwd: &Path) -> Result<Output> {
         .output()?)
 }
 
+/// Runs `medallion run SPEC --once` and fails with its stderr if it does.
+pub fn run_once(ws: &Workspace, spec: &Path) -> Result<()> {
+    let spec = spec.to_str().context("spec path is not UTF-8")?;
+    let out = medallion_output(&["run", spec, "--once"], ws.path())?;
+    if !out.status.success() {
+        bail!(
+            "medallion run --once failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Starts `medallion run SPEC` in the background with its log in `log`.
 pub fn spawn_run(spec: &Path, log: &Path, extra: &[&str]) -> Result<Child> {
     let file = std::fs::OpenOptions::new()
@@ -306,6 +398,25 @@ pub fn spawn_run(spec: &Path, log: &Path, extra: &[&str]) -> Result<Child> {
         .stdout(Stdio::null())
         .stderr(file)
         .spawn()?)
+}
+
+/// SIGTERM, then waits up to 30 s for the process to finish its batch and exit.
+pub fn terminate(child: &mut Child) -> Result<()> {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "exited with {status} after SIGTERM");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigkill(child);
+    bail!("did not exit within 30 s of SIGTERM")
 }
 
 pub fn sigkill(child: &mut Child) {
@@ -388,9 +499,11 @@ impl Workspace {
     }
 }
 
-/// Consumer settings for tests that kill group members: the group notices a dead member
-/// within 10 s (the default session is 45 s), and a rebalance waits at most as long.
-pub const GROUP_SETTINGS: &str = r#"consumer_properties = { "session.timeout.ms" = "10000", "heartbeat.interval.ms" = "1000", "max.poll.interval.ms" = "10000" }"#;
+/// Consumer settings for the consumer-group test. Members that stop leave the group at once
+/// (SIGTERM); the session only has to outlast Tansu's slow heartbeat answers under load, which
+/// exceed librdkafka's 10 s minimum-style settings there, and the rebalance timeout
+/// (`max.poll.interval.ms`) bounds how long a join waits.
+pub const GROUP_SETTINGS: &str = r#"consumer_properties = { "session.timeout.ms" = "30000", "heartbeat.interval.ms" = "3000", "max.poll.interval.ms" = "30000" }"#;
 
 /// The repository's web-event schema, as users reference it.
 pub fn web_event_schema() -> PathBuf {

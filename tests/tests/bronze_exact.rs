@@ -76,15 +76,7 @@ fn distinct_valid_events_land_once_and_malformed_ones_in_the_dlq() -> Result<()>
         r#"{ interval = "2s", max_rows = 20000 }"#,
         "",
     )?;
-    let out = medallion_output(
-        &["run", spec.to_str().unwrap_or_default(), "--once"],
-        ws.path(),
-    )?;
-    assert!(
-        out.status.success(),
-        "medallion run --once failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_once(&ws, &spec)?;
 
     // Bronze holds each distinct valid event once, the first copy sent.
     let rows = ws.duckdb(

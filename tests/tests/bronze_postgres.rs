@@ -27,15 +27,7 @@ fn bronze_lands_in_a_postgres_catalog_that_peers_read() -> Result<()> {
         r#"{ interval = "1s", max_rows = 1500 }"#,
         "",
     )?;
-    let out = medallion_output(
-        &["run", spec.to_str().unwrap_or_default(), "--once"],
-        ws.path(),
-    )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_once(&ws, &spec)?;
 
     let views = ws.peer_views(
         &table,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lakehouse::{Catalog, CommitOutcome, IcebergTable, OffsetFence, TableDefinition};
+use tokio::sync::watch;
 use tokio::time::sleep_until;
 
 pub use config::{BronzeConfig, KafkaConnection};
@@ -97,16 +98,20 @@ impl Position {
     }
 }
 
-/// Runs one bronze table until `once` completes or the source fails.
+/// Runs one bronze table until `once` completes, `stop` turns true, or the source fails.
+///
+/// On `stop` the open batch is committed and the consumer leaves its group, so the partitions
+/// move to the other workers at once.
 pub async fn run(
     kafka: &KafkaConnection,
     catalog: Arc<dyn Catalog>,
     config: &BronzeConfig,
     options: RunOptions,
+    stop: watch::Receiver<bool>,
 ) -> Result<BronzeReport> {
     Stage::start(kafka, catalog, config)
         .await?
-        .run(options)
+        .run(options, stop)
         .await
 }
 
@@ -116,8 +121,10 @@ struct Stage<'a> {
     decoder: RowDecoder,
     dedupe: Option<Deduplicator>,
     dlq: DeadLetter,
-    source: KafkaSource,
+    // Declared (so dropped) before the source: its thread may be blocked sending an event,
+    // and must see the receiver gone before the source joins it.
     events: tokio::sync::mpsc::Receiver<SourceEvent>,
+    source: KafkaSource,
     batch: BatchBuilder,
     batch_bytes: u64,
     batch_deadline: Option<Instant>,
@@ -195,7 +202,11 @@ impl<'a> Stage<'a> {
         })
     }
 
-    async fn run(mut self, options: RunOptions) -> Result<BronzeReport> {
+    async fn run(
+        mut self,
+        options: RunOptions,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<BronzeReport> {
         loop {
             let deadline = self
                 .batch_deadline
@@ -220,6 +231,12 @@ impl<'a> Stage<'a> {
                     }
                 },
                 _ = sleep_until(deadline.into()) => self.flush().await?,
+                // A dropped sender means nobody can ask to stop: wait on the other branches.
+                Ok(_) = stop.wait_for(|s| *s) => {
+                    tracing::info!(table = %self.config.table, "stopping: committing the open batch");
+                    self.flush().await?;
+                    break;
+                }
             }
             if options.once && self.generation.is_some() && self.reached_end() && !self.any_dirty()
             {
@@ -262,7 +279,7 @@ impl<'a> Stage<'a> {
         if options.once && self.end_offsets.is_none() {
             let partitions: Vec<(String, i32)> =
                 start.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-            let ends = self.source.end_offsets(&partitions)?;
+            let ends = self.source.end_offsets(&partitions).await?;
             self.end_offsets = Some(partitions.into_iter().zip(ends).collect());
         }
         Ok(())

@@ -1,0 +1,28 @@
+//! Every ready pipeline in `pipelines/specs/` parses and resolves against the repository's
+//! schemas (paths in specs are relative to the repository root, where they are run from).
+
+use std::path::Path;
+
+use pipelines::bronze::BronzeConfig;
+use pipelines::spec::PipelineSpec;
+
+#[test]
+fn ready_specs_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("pipelines/specs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let origin = path.display().to_string();
+        let mut spec = PipelineSpec::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        for (i, b) in spec.bronze.iter_mut().enumerate() {
+            b.schema = root.join(&b.schema);
+            BronzeConfig::from_spec(b, &origin, i).unwrap_or_else(|e| panic!("{e}"));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "found {checked} specs in {}", dir.display());
+}
