@@ -60,7 +60,7 @@ format = "json"
 schema = "{schema}"
 event_time = "event_time"
 dedupe = {{ key = ["event_id"], horizon = "1h" }}
-commit = {{ interval = "5s", max_rows = 200000 }}
+commit = {{ interval = "5s", max_rows = 50000 }}
 "#,
             w = dir.join("warehouse").display(),
             schema = schema.display()

@@ -25,17 +25,6 @@ impl SourceOffsets {
             .insert(partition, next_offset);
     }
 
-    /// Every (topic, partition, next offset).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.0
-            .iter()
-            .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| (t.as_str(), *p, *o)))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.values().all(|p| p.is_empty())
-    }
-
     pub(crate) fn to_property(&self) -> String {
         serde_json::to_string(&self.0).unwrap_or_default()
     }
@@ -90,10 +79,6 @@ impl OffsetFence {
             from,
             to,
         });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.moves.is_empty()
     }
 
     /// Checks the fence against the offsets the table holds now and returns the offsets to

@@ -59,16 +59,6 @@ pub struct StagedFiles {
     files: Vec<DataFile>,
 }
 
-impl StagedFiles {
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-}
-
 /// An Iceberg table in a SQL catalog, written with fenced appends.
 pub struct IcebergTable {
     catalog: Arc<dyn Catalog>,

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pipelines::bronze::{self, BronzeConfig, KafkaConnection, RunOptions};
 use pipelines::spec::PipelineSpec;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -70,6 +71,7 @@ async fn main() {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = dispatch(Cli::parse()).await {
         eprintln!("error: {e:#}");

@@ -1,6 +1,5 @@
 //! Event schemas (Avro `.avsc` files, one per subject) and their columnar shape.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -54,8 +53,6 @@ pub struct EventField {
     pub kind: FieldKind,
     /// A required field must be present and non-null (Avro: not a union with null and no default).
     pub required: bool,
-    /// Millisecond timestamps are scaled to microseconds when decoded.
-    pub millis: bool,
 }
 
 /// An event type: its Avro schema and the fields it lands as.
@@ -82,7 +79,7 @@ impl EventSchema {
         let fields = fields
             .iter()
             .map(|f| {
-                let (kind, millis, nullable) =
+                let (kind, nullable) =
                     classify(&f.schema).map_err(|message| Error::UnsupportedField {
                         origin: origin.to_string(),
                         field: f.name.clone(),
@@ -92,7 +89,6 @@ impl EventSchema {
                     name: f.name.clone(),
                     kind,
                     required: !nullable && f.default.is_none(),
-                    millis,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -129,55 +125,30 @@ impl EventSchema {
     }
 }
 
-/// Every `*.avsc` file of a directory, by subject.
-pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, EventSchema>> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let mut out = BTreeMap::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|source| Error::Io {
-                path: dir.display().to_string(),
-                source,
-            })?
-            .path();
-        if path.extension().is_some_and(|e| e == "avsc") {
-            let schema = EventSchema::from_file(&path)?;
-            out.insert(schema.subject.clone(), schema);
-        }
-    }
-    Ok(out)
-}
-
-/// (kind, millisecond timestamp, nullable) of a field's Avro schema.
-fn classify(schema: &AvroSchema) -> std::result::Result<(FieldKind, bool, bool), String> {
-    let (kind, millis) = match schema {
+/// (kind, nullable) of a field's Avro schema.
+fn classify(schema: &AvroSchema) -> std::result::Result<(FieldKind, bool), String> {
+    let kind = match schema {
         AvroSchema::Union(u) => return classify_union(u),
-        AvroSchema::Boolean => (FieldKind::Boolean, false),
-        AvroSchema::Int => (FieldKind::Int, false),
-        AvroSchema::Long => (FieldKind::Long, false),
-        AvroSchema::Float => (FieldKind::Float, false),
-        AvroSchema::Double => (FieldKind::Double, false),
-        AvroSchema::String | AvroSchema::Enum(_) | AvroSchema::Uuid => (FieldKind::String, false),
-        AvroSchema::Bytes | AvroSchema::Fixed(_) => (FieldKind::Bytes, false),
-        AvroSchema::Date => (FieldKind::Date, false),
-        AvroSchema::TimestampMillis | AvroSchema::LocalTimestampMillis => {
-            (FieldKind::Timestamp, true)
-        }
-        AvroSchema::TimestampMicros | AvroSchema::LocalTimestampMicros => {
-            (FieldKind::Timestamp, false)
-        }
-        AvroSchema::Record(_) | AvroSchema::Array(_) | AvroSchema::Map(_) => {
-            (FieldKind::Json, false)
-        }
+        AvroSchema::Boolean => FieldKind::Boolean,
+        AvroSchema::Int => FieldKind::Int,
+        AvroSchema::Long => FieldKind::Long,
+        AvroSchema::Float => FieldKind::Float,
+        AvroSchema::Double => FieldKind::Double,
+        AvroSchema::String | AvroSchema::Enum(_) | AvroSchema::Uuid => FieldKind::String,
+        AvroSchema::Bytes | AvroSchema::Fixed(_) => FieldKind::Bytes,
+        AvroSchema::Date => FieldKind::Date,
+        // Millisecond values are scaled to microseconds when decoded.
+        AvroSchema::TimestampMillis
+        | AvroSchema::LocalTimestampMillis
+        | AvroSchema::TimestampMicros
+        | AvroSchema::LocalTimestampMicros => FieldKind::Timestamp,
+        AvroSchema::Record(_) | AvroSchema::Array(_) | AvroSchema::Map(_) => FieldKind::Json,
         other => return Err(format!("Avro type {other:?} is not supported in bronze")),
     };
-    Ok((kind, millis, false))
+    Ok((kind, false))
 }
 
-fn classify_union(u: &UnionSchema) -> std::result::Result<(FieldKind, bool, bool), String> {
+fn classify_union(u: &UnionSchema) -> std::result::Result<(FieldKind, bool), String> {
     let non_null: Vec<&AvroSchema> = u
         .variants()
         .iter()
@@ -186,10 +157,10 @@ fn classify_union(u: &UnionSchema) -> std::result::Result<(FieldKind, bool, bool
     let nullable = non_null.len() < u.variants().len();
     match non_null.as_slice() {
         [single] => {
-            let (kind, millis, _) = classify(single)?;
-            Ok((kind, millis, nullable))
+            let (kind, _) = classify(single)?;
+            Ok((kind, nullable))
         }
-        _ => Ok((FieldKind::Json, false, nullable)),
+        _ => Ok((FieldKind::Json, nullable)),
     }
 }
 
@@ -224,7 +195,6 @@ mod tests {
                 (FieldKind::Double, false),
             ]
         );
-        assert!(s.field("at").unwrap().millis);
     }
 
     #[test]

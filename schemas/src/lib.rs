@@ -6,4 +6,4 @@ mod event;
 pub mod wire;
 
 pub use error::{Error, Result};
-pub use event::{load_dir, EventField, EventSchema, FieldKind, UTC};
+pub use event::{EventField, EventSchema, FieldKind, UTC};

@@ -67,8 +67,8 @@ impl RowDecoder {
         }
     }
 
-    /// Decodes and validates one payload; the event time is the cell at the event-time index.
-    pub fn decode<'a>(&self, payload: Option<&'a [u8]>) -> Result<Vec<Cell<'a>>, Rejection> {
+    /// Decodes and validates one payload: its cells in schema order, and its event time.
+    pub fn decode<'a>(&self, payload: Option<&'a [u8]>) -> Result<(Vec<Cell<'a>>, i64), Rejection> {
         let Some(payload) = payload else {
             return Err(Rejection::new("decode.empty", "the message has no value"));
         };
@@ -86,6 +86,15 @@ impl RowDecoder {
             Format::Json => self.decode_json(payload)?,
             Format::Avro => self.decode_avro(payload)?,
         };
+        let Cell::Micros(event_micros) = cells[self.event_time] else {
+            return Err(Rejection::new(
+                "validate.event_time",
+                format!(
+                    "event time field {} is missing or null",
+                    self.schema.fields[self.event_time].name
+                ),
+            ));
+        };
         for (field, cell) in self.schema.fields.iter().zip(&cells) {
             if field.required && *cell == Cell::Null {
                 return Err(Rejection::new(
@@ -94,16 +103,7 @@ impl RowDecoder {
                 ));
             }
         }
-        if !matches!(cells[self.event_time], Cell::Micros(_)) {
-            return Err(Rejection::new(
-                "validate.event_time",
-                format!(
-                    "event time field {} is missing or null",
-                    self.schema.fields[self.event_time].name
-                ),
-            ));
-        }
-        Ok(cells)
+        Ok((cells, event_micros))
     }
 
     fn decode_json<'a>(&self, payload: &'a [u8]) -> Result<Vec<Cell<'a>>, Rejection> {
@@ -281,12 +281,13 @@ mod tests {
         let d = decoder(Format::Json);
         let ok =
             br#"{"id":"a\"b","at":"2026-01-02T03:04:05.5Z","n":7,"payload":{"x":"y"},"extra":1}"#;
-        let cells = d.decode(Some(ok)).unwrap();
+        let (cells, at) = d.decode(Some(ok)).unwrap();
+        assert_eq!(at, 1_767_323_045_500_000);
         assert_eq!(cells[0], Cell::Str(Cow::Owned("a\"b".into())));
         assert_eq!(cells[1], Cell::Micros(1_767_323_045_500_000));
         assert_eq!(cells[2], Cell::Long(7));
         assert_eq!(cells[3], Cell::Str(Cow::Borrowed(r#"{"x":"y"}"#)));
-        let millis = d.decode(Some(br#"{"id":"a","at":1000}"#)).unwrap();
+        let (millis, _) = d.decode(Some(br#"{"id":"a","at":1000}"#)).unwrap();
         assert_eq!(millis[1], Cell::Micros(1_000_000));
         assert_eq!(millis[2], Cell::Null);
 
@@ -297,7 +298,7 @@ mod tests {
             reason(br#"{"id":"a","at":"yesterday"}"#),
             "validate.event_time"
         );
-        assert_eq!(reason(br#"{"id":"a"}"#), "validate.missing_field");
+        assert_eq!(reason(br#"{"id":"a"}"#), "validate.event_time");
         assert_eq!(reason(br#"{"id":"a","at":1,"n":"seven"}"#), "validate.type");
         assert_eq!(
             reason(br#"{"id":"a","at":1,"n":3000000000}"#),
@@ -317,7 +318,7 @@ mod tests {
         record.put("payload", AvroValue::Union(0, Box::new(AvroValue::Null)));
         let body = apache_avro::to_avro_datum(&d.schema.avro, record).unwrap();
         let framed = schemas::wire::frame(1, &body);
-        let cells = d.decode(Some(&framed)).unwrap();
+        let (cells, _) = d.decode(Some(&framed)).unwrap();
         assert_eq!(cells[1], Cell::Micros(2_000_000));
         assert_eq!(cells[2], Cell::Long(5));
         assert_eq!(

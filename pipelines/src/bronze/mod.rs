@@ -340,8 +340,7 @@ impl<'a> Stage<'a> {
                 self.dlq
                     .send(&record, rejection.reason, &rejection.message)?;
             }
-            Ok(cells) => {
-                let event_time = self.decoder_event_time(&cells);
+            Ok((cells, event_time)) => {
                 let duplicate = self
                     .dedupe
                     .as_mut()
@@ -355,13 +354,6 @@ impl<'a> Stage<'a> {
             }
         }
         Ok(())
-    }
-
-    fn decoder_event_time(&self, cells: &[decode::Cell<'_>]) -> i64 {
-        match cells[self.config.event_time_index()] {
-            decode::Cell::Micros(t) => t,
-            _ => 0,
-        }
     }
 
     fn batch_full(&self) -> bool {
