@@ -149,11 +149,3 @@ fn prepare_warehouse(dir: &Path) -> Result<()> {
     std::fs::write(PathBuf::from(dir).join(MARKER), "made by medallion demo\n")?;
     Ok(())
 }
-
-/// Used by `run` too: opens the catalog a spec names.
-pub fn location(spec: &PipelineSpec) -> LakehouseLocation {
-    LakehouseLocation {
-        catalog_uri: spec.lakehouse.catalog.clone(),
-        warehouse: spec.lakehouse.warehouse.clone(),
-    }
-}

@@ -102,7 +102,7 @@ async fn run(path: &Path, once: bool) -> Result<()> {
         .enumerate()
         .map(|(i, b)| BronzeConfig::from_spec(b, &origin, i))
         .collect::<Result<_, _>>()?;
-    let catalog = lakehouse::connect(&demo::location(&spec))
+    let catalog = lakehouse::connect(&(&spec.lakehouse).into())
         .await
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
     let kafka = KafkaConnection::from(&spec.kafka);

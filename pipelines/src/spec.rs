@@ -54,6 +54,15 @@ pub struct LakehouseSpec {
     pub catalog: String,
 }
 
+impl From<&LakehouseSpec> for lakehouse::LakehouseLocation {
+    fn from(spec: &LakehouseSpec) -> Self {
+        Self {
+            catalog_uri: spec.catalog.clone(),
+            warehouse: spec.warehouse.clone(),
+        }
+    }
+}
+
 impl Default for LakehouseSpec {
     fn default() -> Self {
         Self {

@@ -317,17 +317,7 @@ impl Workspace {
     /// The offsets stored in a table's current snapshot (progress checks; verdicts come from
     /// third-party readers).
     pub fn stored_offsets(&self, table: &str) -> Result<lakehouse::SourceOffsets> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let catalog = lakehouse::connect(&self.lakehouse()).await?;
-            match lakehouse::IcebergTable::open(catalog, table).await {
-                Ok(t) => Ok(t.stored_offsets()?),
-                Err(_) => Ok(lakehouse::SourceOffsets::default()),
-            }
-        })
+        OffsetReader::connect(self)?.read(table)
     }
 
     /// Waits until the table has consumed `topic` up to `ends`.
@@ -339,8 +329,9 @@ impl Workspace {
         timeout: Duration,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let reader = OffsetReader::connect(self)?;
         loop {
-            let stored = self.stored_offsets(table)?;
+            let stored = reader.read(table)?;
             let done = ends
                 .iter()
                 .enumerate()
@@ -353,6 +344,33 @@ impl Workspace {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+}
+
+/// Reads stored offsets through one catalog connection.
+struct OffsetReader {
+    rt: tokio::runtime::Runtime,
+    catalog: std::sync::Arc<dyn lakehouse::Catalog>,
+}
+
+impl OffsetReader {
+    fn connect(ws: &Workspace) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let catalog = rt.block_on(lakehouse::connect(&ws.lakehouse()))?;
+        Ok(Self { rt, catalog })
+    }
+
+    /// A table that does not exist yet has consumed nothing.
+    fn read(&self, table: &str) -> Result<lakehouse::SourceOffsets> {
+        self.rt.block_on(async {
+            match lakehouse::IcebergTable::open(self.catalog.clone(), table).await {
+                Ok(t) => Ok(t.stored_offsets()?),
+                Err(_) => Ok(lakehouse::SourceOffsets::default()),
+            }
+        })
     }
 }
 

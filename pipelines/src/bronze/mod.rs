@@ -130,7 +130,7 @@ struct Stage<'a> {
     batch_deadline: Option<Instant>,
     generation: Option<u64>,
     positions: HashMap<(Arc<str>, i32), Position>,
-    end_offsets: Option<HashMap<(String, i32), i64>>,
+    end_offsets: Option<HashMap<(Arc<str>, i32), i64>>,
     report: BronzeReport,
 }
 
@@ -277,10 +277,11 @@ impl<'a> Stage<'a> {
         self.table.refresh().await?;
         self.rebuild_dedupe().await?;
         if options.once && self.end_offsets.is_none() {
+            let keys: Vec<(Arc<str>, i32)> = self.positions.keys().cloned().collect();
             let partitions: Vec<(String, i32)> =
-                start.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+                keys.iter().map(|(t, p)| (t.to_string(), *p)).collect();
             let ends = self.source.end_offsets(&partitions).await?;
-            self.end_offsets = Some(partitions.into_iter().zip(ends).collect());
+            self.end_offsets = Some(keys.into_iter().zip(ends).collect());
         }
         Ok(())
     }
@@ -370,8 +371,8 @@ impl<'a> Stage<'a> {
         let Some(ends) = &self.end_offsets else {
             return false;
         };
-        self.positions.iter().all(|((t, p), pos)| {
-            let end = ends.get(&(t.to_string(), *p)).copied().unwrap_or(0);
+        self.positions.iter().all(|(key, pos)| {
+            let end = ends.get(key).copied().unwrap_or(0);
             end == 0 || pos.next.is_some_and(|n| n >= end)
         })
     }
