@@ -1,9 +1,11 @@
-//! Event schemas: Avro schema files, the Confluent wire format and the mapping of events to
-//! Arrow columns.
+//! Event schemas: Avro schema files, the Confluent wire format, Avro compatibility rules and
+//! the mapping of events to Arrow columns.
 
+pub mod compat;
 mod error;
 mod event;
 pub mod wire;
 
+pub use compat::{CompatibilityLevel, Incompatibility, IncompatibilityKind};
 pub use error::{Error, Result};
 pub use event::{EventField, EventSchema, FieldKind, UTC};
