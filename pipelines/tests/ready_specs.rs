@@ -26,3 +26,30 @@ fn ready_specs_are_valid() {
     }
     assert!(checked >= 2, "found {checked} specs in {}", dir.display());
 }
+
+#[test]
+fn floating_point_dedupe_keys_are_refused() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = format!(
+        r#"
+[kafka]
+brokers = "localhost:9092"
+[lakehouse]
+warehouse = "./warehouse"
+[[bronze]]
+table = "bronze.sensor_readings"
+topics = ["iot.sensors"]
+format = "avro"
+schema = "{}"
+event_time = "event_time"
+dedupe = {{ key = ["device_id", "temperature_c"], horizon = "1h" }}
+"#,
+        root.join("schemas/avro/sensor_reading.avsc").display()
+    );
+    let spec = PipelineSpec::parse(&text, "float.toml").unwrap();
+    let err = BronzeConfig::from_spec(&spec.bronze[0], "float.toml", 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "float.toml: bronze[0].dedupe.key: field temperature_c is floating-point; keys must be exact (string, integer, boolean, bytes, date or timestamp)"
+    );
+}

@@ -113,11 +113,24 @@ impl BronzeConfig {
                                 format!("schema {} has no field {k}", schema.subject),
                             )
                         })?;
-                    if schema.fields[i].kind == FieldKind::Json {
-                        return Err(bad(
-                            "dedupe.key",
-                            format!("field {k} is nested; keys must be scalar"),
-                        ));
+                    match schema.fields[i].kind {
+                        FieldKind::Json => {
+                            return Err(bad(
+                                "dedupe.key",
+                                format!("field {k} is nested; keys must be scalar"),
+                            ))
+                        }
+                        // A float read back from the table need not equal the decoded
+                        // value bit for bit, so the rebuilt key state would miss duplicates.
+                        FieldKind::Float | FieldKind::Double => {
+                            return Err(bad(
+                                "dedupe.key",
+                                format!(
+                                    "field {k} is floating-point; keys must be exact (string, integer, boolean, bytes, date or timestamp)"
+                                ),
+                            ))
+                        }
+                        _ => {}
                     }
                     key_indices.push(i);
                 }
