@@ -2,6 +2,8 @@
 
 mod demo;
 mod generator;
+mod registry;
+mod schema_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -52,6 +54,55 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Check, register, compare and list Avro schemas in a schema registry.
+    Schema {
+        #[command(flatten)]
+        registry: schema_cmd::RegistryArgs,
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// A Confluent-compatible schema registry (AVRO), kept in SQLite or PostgreSQL.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Serve the registry's REST API until SIGTERM or SIGINT.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the bound address is printed).
+        #[arg(
+            long,
+            default_value = "127.0.0.1:8081",
+            env = "MEDALLION_REGISTRY_ADDR"
+        )]
+        addr: String,
+        /// Where schemas are kept: `sqlite://PATH` or `postgres://…`.
+        #[arg(
+            long,
+            default_value = "sqlite://./warehouse/catalog.db",
+            env = "MEDALLION_REGISTRY_STORE"
+        )]
+        store: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Would these schemas be accepted under their subjects' compatibility levels? Exits 1 if not.
+    Check(schema_cmd::Targets),
+    /// Register these schemas; exits 1 if the registry refuses any.
+    Register(schema_cmd::Targets),
+    /// The field changes between two versions of a subject (default: the last two).
+    Diff {
+        subject: String,
+        from: Option<u32>,
+        to: Option<u32>,
+    },
+    /// Every subject with its latest version, schema id and compatibility level.
+    List,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,24 +124,48 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    if let Err(e) = dispatch(Cli::parse()).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match dispatch(Cli::parse()).await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<()> {
+/// Runs the command; `Ok(false)` is a verdict (a schema check failed), not an error.
+async fn dispatch(cli: Cli) -> Result<bool> {
     match cli.command {
-        Command::Demo { warehouse, events } => demo::run(&warehouse, events).await,
-        Command::Run { spec, once } => run(&spec, once).await,
+        Command::Demo { warehouse, events } => demo::run(&warehouse, events).await?,
+        Command::Run { spec, once } => run(&spec, once).await?,
         Command::Generate {
             brokers,
             topic,
             events,
             kind,
             seed,
-        } => generate(&brokers, &topic, events, kind, seed).await,
+        } => generate(&brokers, &topic, events, kind, seed).await?,
+        Command::Schema { registry, command } => {
+            let client = registry.client()?;
+            return match command {
+                SchemaCommand::Check(targets) => schema_cmd::check(&client, &targets).await,
+                SchemaCommand::Register(targets) => schema_cmd::register(&client, &targets).await,
+                SchemaCommand::Diff { subject, from, to } => {
+                    schema_cmd::diff(&client, &subject, from, to).await?;
+                    Ok(true)
+                }
+                SchemaCommand::List => {
+                    schema_cmd::list(&client).await?;
+                    Ok(true)
+                }
+            };
+        }
+        Command::Registry {
+            command: RegistryCommand::Serve { addr, store },
+        } => registry::serve(&addr, &store).await?,
     }
+    Ok(true)
 }
 
 async fn run(path: &Path, once: bool) -> Result<()> {

@@ -493,6 +493,125 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// How one field differs between two versions of a schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldChange {
+    Added {
+        field: String,
+        detail: String,
+    },
+    Removed {
+        field: String,
+        detail: String,
+    },
+    Changed {
+        field: String,
+        from: String,
+        to: String,
+    },
+}
+
+impl fmt::Display for FieldChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldChange::Added { field, detail } => write!(f, "+ {field}: {detail}"),
+            FieldChange::Removed { field, detail } => write!(f, "- {field}: {detail}"),
+            FieldChange::Changed { field, from, to } => write!(f, "~ {field}: {from} -> {to}"),
+        }
+    }
+}
+
+/// The field-level differences from `old` to `new`, records nested in fields (directly or in
+/// unions, arrays and maps) included, by dotted field path.
+pub fn diff(old: &Schema, new: &Schema) -> Vec<FieldChange> {
+    let mut old_fields = Vec::new();
+    let mut new_fields = Vec::new();
+    flatten_fields(
+        old,
+        &names_of(old),
+        "",
+        &mut old_fields,
+        &mut HashSet::new(),
+    );
+    flatten_fields(
+        new,
+        &names_of(new),
+        "",
+        &mut new_fields,
+        &mut HashSet::new(),
+    );
+    let old_map: HashMap<&str, &str> = old_fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let new_map: HashMap<&str, &str> = new_fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (field, detail) in &old_fields {
+        match new_map.get(field.as_str()) {
+            None => out.push(FieldChange::Removed {
+                field: field.clone(),
+                detail: detail.clone(),
+            }),
+            Some(to) if to != detail => out.push(FieldChange::Changed {
+                field: field.clone(),
+                from: detail.clone(),
+                to: to.to_string(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (field, detail) in &new_fields {
+        if !old_map.contains_key(field.as_str()) {
+            out.push(FieldChange::Added {
+                field: field.clone(),
+                detail: detail.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// `(dotted path, "type [default …]")` of every field of every record reachable in `schema`.
+fn flatten_fields<'a>(
+    schema: &'a Schema,
+    names: &HashMap<String, &'a Schema>,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
+    seen: &mut HashSet<String>,
+) {
+    match resolve(schema, names) {
+        Schema::Record(r) => {
+            if !seen.insert(r.name.fullname(None)) {
+                return;
+            }
+            for field in &r.fields {
+                let path = if prefix.is_empty() {
+                    field.name.clone()
+                } else {
+                    format!("{prefix}.{}", field.name)
+                };
+                let mut detail = describe(&field.schema);
+                if let Some(default) = &field.default {
+                    detail.push_str(&format!(" (default {default})"));
+                }
+                out.push((path.clone(), detail));
+                flatten_fields(&field.schema, names, &path, out, seen);
+            }
+            seen.remove(&r.name.fullname(None));
+        }
+        Schema::Union(u) => u
+            .variants()
+            .iter()
+            .for_each(|v| flatten_fields(v, names, prefix, out, seen)),
+        Schema::Array(a) => flatten_fields(&a.items, names, prefix, out, seen),
+        Schema::Map(m) => flatten_fields(&m.types, names, prefix, out, seen),
+        _ => {}
+    }
+}
+
 /// Follows a reference to a named type to its definition.
 fn resolve<'a>(schema: &'a Schema, names: &HashMap<String, &'a Schema>) -> &'a Schema {
     match schema {
@@ -613,7 +732,7 @@ fn describe(schema: &Schema) -> String {
                 .join(", ")
         ),
         Schema::Record(r) => format!("record {}", r.name.name),
-        Schema::Enum(e) => format!("enum {}", e.name.name),
+        Schema::Enum(e) => format!("enum {} {{{}}}", e.name.name, e.symbols.join(", ")),
         Schema::Fixed(f) => format!("fixed {}({})", f.name.name, f.size),
         Schema::Decimal(d) => format!(
             "decimal({}, {}) on {}",
@@ -657,6 +776,33 @@ mod tests {
         let problems = can_read(&parse(longer), &parse(list), "w", "r");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].location, "/fields/0/type");
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_changed_fields() {
+        let old = parse(
+            r#"{"type":"record","name":"E","fields":[
+                {"name":"id","type":"string"},
+                {"name":"n","type":"int"},
+                {"name":"item","type":{"type":"record","name":"I","fields":[{"name":"sku","type":"string"}]}}]}"#,
+        );
+        let new = parse(
+            r#"{"type":"record","name":"E","fields":[
+                {"name":"id","type":"string"},
+                {"name":"n","type":"long"},
+                {"name":"item","type":{"type":"record","name":"I","fields":[{"name":"qty","type":"int","default":1}]}},
+                {"name":"coupon","type":["null","string"],"default":null}]}"#,
+        );
+        let changes: Vec<String> = diff(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            changes,
+            [
+                "~ n: int -> long",
+                "- item.sku: string",
+                "+ item.qty: int (default 1)",
+                "+ coupon: [null, string] (default null)",
+            ]
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Event schemas: Avro schema files, the Confluent wire format, Avro compatibility rules and
-//! the mapping of events to Arrow columns.
+//! Event schemas: Avro schema files, the Confluent wire format, Avro compatibility rules, a
+//! schema-registry client and the mapping of events to Arrow columns.
 
 pub mod compat;
 mod error;
 mod event;
+pub mod registry;
 pub mod wire;
 
 pub use compat::{CompatibilityLevel, Incompatibility, IncompatibilityKind};

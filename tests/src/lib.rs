@@ -602,3 +602,101 @@ pub fn assert_exactly_once(ws: &Workspace, table: &str, ends: &[i64]) -> Result<
     );
     Ok(())
 }
+
+/// A new, empty PostgreSQL database on the server `tests/run` started; its URL.
+pub fn postgres_database(prefix: &str) -> Result<String> {
+    let base = env("MEDALLION_TEST_PG_URL");
+    let name = unique(prefix).replace(['-', '.'], "_");
+    let out = Command::new("psql")
+        .arg(&base)
+        .arg("-v")
+        .arg("ON_ERROR_STOP=1")
+        .arg("-c")
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql CREATE DATABASE failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (server, _) = base
+        .rsplit_once('/')
+        .context("MEDALLION_TEST_PG_URL has no database part")?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// `medallion registry serve` as a child process, stopped when dropped.
+pub struct RegistryServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl RegistryServer {
+    /// Starts a registry on `addr` (`127.0.0.1:0` for any free port) over `store`, logging to
+    /// `log`, and waits until it listens.
+    pub fn start(store: &str, addr: &str, log: &Path) -> Result<Self> {
+        use std::io::BufRead;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut child = medallion()
+            .args(["registry", "serve", "--addr", addr, "--store", store])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(file)
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let Some(url) = line.trim().strip_prefix("registry listening on ") else {
+            sigkill(&mut child);
+            bail!(
+                "registry did not start (first line {line:?}); see {}",
+                log.display()
+            );
+        };
+        Ok(Self {
+            url: url.to_string(),
+            child,
+        })
+    }
+
+    /// The `HOST:PORT` it listens on.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        sigkill(&mut self.child);
+    }
+}
+
+/// Runs a script from `tests/peers` with the venv's Python and parses its JSON output.
+pub fn peer_json(script: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(script);
+    let out = Command::new(env("MEDALLION_TEST_PYTHON"))
+        .arg(&path)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{script} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "{script} printed no JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

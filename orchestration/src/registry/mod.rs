@@ -1,0 +1,158 @@
+//! `medallion registry serve`: a Confluent-compatible schema registry (AVRO only) kept in
+//! SQLite or PostgreSQL, so a pipeline needs no JVM service beside it. Compatibility verdicts
+//! come from `schemas::compat`, which names the field and the rule a change breaks.
+
+mod api;
+mod error;
+mod store;
+
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use apache_avro::Schema;
+use schemas::compat::CompatibilityLevel;
+use tokio::sync::Mutex;
+
+use error::{RegistryError, Result};
+use store::{Setting, Store, VersionRow, GLOBAL};
+
+/// Serves the registry on `addr` until SIGTERM or SIGINT, announcing the bound address on
+/// stdout (so `--addr 127.0.0.1:0` can be used by scripts).
+pub async fn serve(addr: &str, store_url: &str) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let registry = Arc::new(Registry::open(store_url).await?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "registry listening on http://{local}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%local, "registry serving");
+    let served = axum::serve(listener, Arc::clone(&registry).router())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signal received: finishing open requests");
+        })
+        .await;
+    registry.store.close().await;
+    Ok(served?)
+}
+
+/// The registry's state: its store, and a lock that orders this process's writes so that
+/// checking a schema and adding it happen as one step.
+pub(crate) struct Registry {
+    store: Store,
+    writes: Mutex<()>,
+}
+
+/// Whether (and how) the registry accepts new schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    ReadWrite,
+    ReadOnly,
+    /// Schemas keep the ids and versions they had elsewhere, unchecked.
+    Import,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::ReadWrite => "READWRITE",
+            Mode::ReadOnly => "READONLY",
+            Mode::Import => "IMPORT",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Mode> {
+        [Mode::ReadWrite, Mode::ReadOnly, Mode::Import]
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s))
+            .ok_or(RegistryError::InvalidMode)
+    }
+}
+
+impl Registry {
+    pub(crate) async fn open(store_url: &str) -> anyhow::Result<Registry> {
+        Ok(Registry {
+            store: Store::open(store_url).await?,
+            writes: Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn router(self: Arc<Self>) -> axum::Router {
+        api::router(self)
+    }
+
+    /// The subject's own compatibility level, else the global one, else BACKWARD.
+    async fn compatibility(&self, subject: &str) -> Result<CompatibilityLevel> {
+        let own = self.store.setting(Setting::Compatibility, subject).await?;
+        match own {
+            Some(level) => parse_stored(&level),
+            None => self.global_compatibility().await,
+        }
+    }
+
+    async fn global_compatibility(&self) -> Result<CompatibilityLevel> {
+        match self.store.setting(Setting::Compatibility, GLOBAL).await? {
+            Some(level) => parse_stored(&level),
+            None => Ok(CompatibilityLevel::Backward),
+        }
+    }
+
+    /// The subject's own mode, else the global one, else READWRITE.
+    async fn mode(&self, subject: &str) -> Result<Mode> {
+        match self.store.setting(Setting::Mode, subject).await? {
+            Some(mode) => parse_stored(&mode),
+            None => self.global_mode().await,
+        }
+    }
+
+    async fn global_mode(&self) -> Result<Mode> {
+        match self.store.setting(Setting::Mode, GLOBAL).await? {
+            Some(mode) => parse_stored(&mode),
+            None => Ok(Mode::ReadWrite),
+        }
+    }
+}
+
+/// A setting read back from the store; it was validated when written, so failing to parse
+/// means the table was changed behind the registry's back.
+fn parse_stored<T: FromStr>(value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| RegistryError::Corrupt(format!("stored setting `{value}` is not valid")))
+}
+
+/// Parses stored versions for a compatibility check, as `check` wants them.
+fn parsed_versions<'a>(
+    rows: impl IntoIterator<Item = &'a VersionRow>,
+) -> Result<Vec<(u32, Schema)>> {
+    rows.into_iter()
+        .map(|row| {
+            let corrupt = |what: String| {
+                RegistryError::Corrupt(format!(
+                    "subject '{}' version {}: {what}",
+                    row.subject, row.version
+                ))
+            };
+            let version = u32::try_from(row.version)
+                .map_err(|_| corrupt("version out of range".to_string()))?;
+            let schema = Schema::parse_str(&row.schema)
+                .map_err(|e| corrupt(format!("stored schema does not parse: {e}")))?;
+            Ok((version, schema))
+        })
+        .collect()
+}
