@@ -2,16 +2,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use arrow::array::{new_null_array, RecordBatch};
+use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
 use futures::TryStreamExt;
 use iceberg::arrow::{
-    arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema, RecordBatchPartitionSplitter,
+    arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type, schema_to_arrow_schema,
+    RecordBatchPartitionSplitter,
 };
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::{DataFile, DataFileFormat, Datum, Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
@@ -160,6 +161,88 @@ impl IcebergTable {
         &self.arrow_schema
     }
 
+    /// A table property.
+    pub fn property(&self, key: &str) -> Option<&str> {
+        self.table
+            .metadata()
+            .properties()
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Adds the `columns` the table does not have yet (as optional columns, after the existing
+    /// ones) and sets `properties`, in one metadata commit. Rows already in the table read the
+    /// new columns as null.
+    pub async fn add_columns(
+        &mut self,
+        columns: &[Field],
+        properties: &[(String, String)],
+    ) -> Result<()> {
+        let name = self.name();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tx = Transaction::new(&self.table);
+            let mut update = tx.update_schema();
+            let mut added = Vec::new();
+            for column in columns {
+                if self.arrow_schema.field_with_name(column.name()).is_ok() {
+                    continue;
+                }
+                let kind =
+                    arrow_type_to_type(column.data_type()).map_err(table_err(&name, "schema"))?;
+                update = update.add_column(AddColumn::optional(column.name(), kind));
+                added.push(column.name().as_str());
+            }
+            let mut props = tx.update_table_properties();
+            for (k, v) in properties {
+                props = props.set(k.clone(), v.clone());
+            }
+            let tx = if added.is_empty() {
+                tx
+            } else {
+                update
+                    .apply(tx)
+                    .map_err(table_err(&name, "evolve schema"))?
+            };
+            let tx = props.apply(tx).map_err(table_err(&name, "evolve schema"))?;
+            match tx.commit(&*self.catalog).await {
+                Ok(table) => {
+                    tracing::info!(table = %name, ?added, "table schema evolved");
+                    *self = Self::from_table(self.catalog.clone(), table)?;
+                    return Ok(());
+                }
+                // Another worker evolved it first: look again at what is still missing.
+                Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts && attempt < 5 => {
+                    self.refresh().await?;
+                }
+                Err(e) => return Err(table_err(&name, "evolve schema")(e)),
+            }
+        }
+    }
+
+    /// Lays `batch` out as the table's columns, matched by name; a column the batch lacks
+    /// (added by another worker since this one read the schema) is null.
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = self
+            .arrow_schema
+            .fields()
+            .iter()
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) => Ok(column.clone()),
+                None if field.is_nullable() => {
+                    Ok(new_null_array(field.data_type(), batch.num_rows()))
+                }
+                None => Err(Error::Config(format!(
+                    "table {}: the batch has no value for required column {}",
+                    self.name(),
+                    field.name()
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(self.arrow_schema.clone(), columns)?)
+    }
+
     /// The metadata file of the current table state (what `iceberg_scan` reads).
     pub fn metadata_location(&self) -> Option<&str> {
         self.table.metadata_location()
@@ -172,11 +255,12 @@ impl IcebergTable {
     /// Reloads the table from the catalog.
     pub async fn refresh(&mut self) -> Result<()> {
         let name = self.name();
-        self.table = self
+        let table = self
             .catalog
             .load_table(self.table.identifier())
             .await
             .map_err(table_err(&name, "load"))?;
+        *self = Self::from_table(self.catalog.clone(), table)?;
         Ok(())
     }
 
@@ -206,7 +290,7 @@ impl IcebergTable {
         if batch.num_rows() == 0 {
             return Ok(StagedFiles::default());
         }
-        let batch = RecordBatch::try_new(self.arrow_schema.clone(), batch.columns().to_vec())?;
+        let batch = self.conform(batch)?;
         let metadata = self.table.metadata();
         let schema = metadata.current_schema().clone();
         let props = WriterProperties::builder()

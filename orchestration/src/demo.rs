@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use lakehouse::{IcebergTable, LakehouseLocation};
 use pipelines::bronze::{self, BronzeConfig, BronzeReport, KafkaConnection, RunOptions};
-use pipelines::spec::PipelineSpec;
+use pipelines::spec::{PipelineSpec, RegistrySpec};
 use rdkafka::mocking::MockCluster;
+use schemas::registry::RegistryClient;
 use schemas::EventSchema;
 
 use crate::generator;
@@ -32,13 +33,31 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
             "schemas/avro/sensor_reading.avsc",
         )?,
     ];
-    let configs: Vec<BronzeConfig> = spec
+    // The sensor readings go through a schema registry, as in production: an in-process
+    // `medallion registry serve` keeping its schemas in the catalog database.
+    let registry_url =
+        crate::registry::spawn_local(&format!("sqlite://{}/catalog.db", warehouse.display()))
+            .await?;
+    let registry = RegistrySpec {
+        url: registry_url.clone(),
+        ca_file: None,
+        identity_file: None,
+        timeout: Duration::from_secs(10),
+    };
+    let mut configs: Vec<BronzeConfig> = spec
         .bronze
         .iter()
         .zip(schemas.clone())
         .enumerate()
         .map(|(i, (b, s))| BronzeConfig::with_schema(b, s, "demo", i))
         .collect::<Result<_, _>>()?;
+    configs[1] = configs[1].clone().read_with_registry(&registry, "demo")?;
+    let client = RegistryClient::new(registry.client_config("demo")?)?;
+    let sensor_id = client.register(&configs[1].subject, SENSOR_SCHEMA).await?;
+    println!(
+        "schema registry at {registry_url}: {} is schema id {sensor_id}",
+        configs[1].subject
+    );
     for (c, partitions) in configs.iter().zip([3, 2]) {
         for topic in &c.topics {
             cluster.create_topic(topic, partitions, 1)?;
@@ -49,8 +68,13 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
 
     let start_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let web = generator::web_events(events * 4 / 5, 7, start_ms);
-    let sensors =
-        generator::sensor_readings(&schemas[1].avro, events - events * 4 / 5, 11, start_ms);
+    let sensors = generator::sensor_readings(
+        &schemas[1].avro,
+        sensor_id,
+        events - events * 4 / 5,
+        11,
+        start_ms,
+    );
     println!(
         "producing {} web events (JSON) and {} sensor readings (Avro) to the mock cluster …",
         web.messages.len(),

@@ -13,7 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
-/// Schema id written in the Confluent frame of generated Avro records.
+/// Schema id written in the Confluent frame of generated Avro records when no registry gave one.
 pub const SENSOR_SCHEMA_ID: u32 = 1;
 
 /// What a generated stream holds, for the summary.
@@ -86,8 +86,14 @@ pub fn web_events(n: usize, seed: u64, start_ms: i64) -> Generated {
     out
 }
 
-/// `n` sensor readings as Confluent-framed Avro, keyed by device.
-pub fn sensor_readings(schema: &Arc<Schema>, n: usize, seed: u64, start_ms: i64) -> Generated {
+/// `n` sensor readings as Avro framed with `schema_id`, keyed by device.
+pub fn sensor_readings(
+    schema: &Arc<Schema>,
+    schema_id: u32,
+    n: usize,
+    seed: u64,
+    start_ms: i64,
+) -> Generated {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Generated::default();
     let mut t = start_ms;
@@ -97,7 +103,7 @@ pub fn sensor_readings(schema: &Arc<Schema>, n: usize, seed: u64, start_ms: i64)
         if rng.gen_range(0..100) < 2 {
             out.malformed += 1;
             out.messages
-                .push((device, b"\x00\x00\x00\x00\x01garbage".to_vec()));
+                .push((device, schemas::wire::frame(schema_id, b"garbage")));
             continue;
         }
         let Some(mut record) = Record::new(schema) else {
@@ -119,7 +125,7 @@ pub fn sensor_readings(schema: &Arc<Schema>, n: usize, seed: u64, start_ms: i64)
             break;
         };
         out.messages
-            .push((device, schemas::wire::frame(SENSOR_SCHEMA_ID, &body)));
+            .push((device, schemas::wire::frame(schema_id, &body)));
     }
     out
 }

@@ -103,6 +103,13 @@ enum SchemaCommand {
     },
     /// Every subject with its latest version, schema id and compatibility level.
     List,
+    /// Show, or set, a subject's compatibility level (without SUBJECT: the global one).
+    Level {
+        /// The subject; `-` for the global level.
+        subject: Option<String>,
+        /// NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL or FULL_TRANSITIVE.
+        level: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -159,6 +166,11 @@ async fn dispatch(cli: Cli) -> Result<bool> {
                     schema_cmd::list(&client).await?;
                     Ok(true)
                 }
+                SchemaCommand::Level { subject, level } => {
+                    let subject = subject.as_deref().filter(|s| *s != "-");
+                    schema_cmd::level(&client, subject, level.as_deref()).await?;
+                    Ok(true)
+                }
             };
         }
         Command::Registry {
@@ -175,7 +187,13 @@ async fn run(path: &Path, once: bool) -> Result<()> {
         .bronze
         .iter()
         .enumerate()
-        .map(|(i, b)| BronzeConfig::from_spec(b, &origin, i))
+        .map(|(i, b)| {
+            let config = BronzeConfig::from_spec(b, &origin, i)?;
+            match &spec.registry {
+                Some(registry) => config.read_with_registry(registry, &origin),
+                None => Ok(config),
+            }
+        })
         .collect::<Result<_, _>>()?;
     let catalog = lakehouse::connect(&(&spec.lakehouse).into())
         .await
@@ -196,6 +214,8 @@ async fn run(path: &Path, once: bool) -> Result<()> {
             dead_lettered = ?r.dead_lettered,
             commits = r.commits,
             fenced = r.fenced,
+            columns_added = ?r.columns_added,
+            registry_pauses = r.registry_pauses,
             "bronze run finished"
         );
     }
@@ -235,7 +255,13 @@ async fn generate(brokers: &str, topic: &str, events: usize, kind: Kind, seed: u
                 include_str!("../../schemas/avro/sensor_reading.avsc"),
                 "sensor_reading.avsc",
             )?;
-            generator::sensor_readings(&schema.avro, events, seed, start_ms)
+            generator::sensor_readings(
+                &schema.avro,
+                generator::SENSOR_SCHEMA_ID,
+                events,
+                seed,
+                start_ms,
+            )
         }
     };
     generator::produce(brokers, topic, &generated.messages).await?;

@@ -272,3 +272,19 @@ pub async fn list(client: &RegistryClient) -> Result<()> {
     }
     Ok(())
 }
+
+/// Prints the compatibility level in force for a subject (or the global one), after setting
+/// it when `level` is given.
+pub async fn level(
+    client: &RegistryClient,
+    subject: Option<&str>,
+    level: Option<&str>,
+) -> Result<()> {
+    if let Some(level) = level {
+        let level: CompatibilityLevel = level.parse()?;
+        client.set_compatibility(subject, level).await?;
+    }
+    let level = client.compatibility(subject).await?;
+    println!("{}: {level}", subject.unwrap_or("(global)"));
+    Ok(())
+}

@@ -10,6 +10,8 @@ pub enum Error {
     Lakehouse(#[from] lakehouse::Error),
     #[error(transparent)]
     Schema(#[from] schemas::Error),
+    #[error(transparent)]
+    Registry(#[from] schemas::registry::RegistryError),
     #[error("bronze {table}: {message}")]
     Stage { table: String, message: String },
 }

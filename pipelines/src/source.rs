@@ -70,6 +70,10 @@ pub enum SourceCommand {
     CommitOffsets(Vec<(String, i32, i64)>),
     /// Re-read positions from the table and seek there (after losing a fenced commit).
     Reposition,
+    /// Stop fetching these partitions (their records are waiting for the schema registry).
+    Pause(Vec<(String, i32)>),
+    /// Fetch them again, from the record after the last one delivered.
+    Resume(Vec<(String, i32)>),
 }
 
 /// Settings of the source.
@@ -311,6 +315,14 @@ fn check_topics<C: ConsumerContext>(
     Ok(())
 }
 
+fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    tpl
+}
+
 fn poll_loop(
     consumer: BaseConsumer<SourceContext>,
     commands: std::sync::mpsc::Receiver<SourceCommand>,
@@ -344,6 +356,17 @@ fn poll_loop(
                         }
                     };
                     consumer.context().assign_from_table(&consumer, &partitions);
+                }
+                SourceCommand::Pause(partitions) => {
+                    if let Err(e) = consumer.pause(&partition_list(&partitions)) {
+                        tracing::warn!(error = %e, ?partitions, "pause failed");
+                    }
+                }
+                SourceCommand::Resume(partitions) => {
+                    // A partition revoked meanwhile is no longer paused: nothing to do.
+                    if let Err(e) = consumer.resume(&partition_list(&partitions)) {
+                        tracing::debug!(error = %e, ?partitions, "resume failed");
+                    }
                 }
             }
         }

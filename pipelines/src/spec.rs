@@ -17,9 +17,43 @@ pub struct PipelineSpec {
     pub kafka: KafkaSpec,
     #[serde(default)]
     pub lakehouse: LakehouseSpec,
+    /// The schema registry Avro topics are decoded with; without it, Avro records are decoded
+    /// with the table's local `.avsc` and the schema id in their frame is not looked up.
+    #[serde(default)]
+    pub registry: Option<RegistrySpec>,
     /// One entry per bronze table.
     #[serde(default)]
     pub bronze: Vec<BronzeSpec>,
+}
+
+/// A Confluent-compatible schema registry (Confluent SR, Karapace, Apicurio, Redpanda, or
+/// `medallion registry serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySpec {
+    /// `http(s)://[user:password@]host:port[,…]`: several URLs of one registry are tried in turn.
+    pub url: String,
+    /// PEM file of CA certificates to trust for an https registry.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with a client certificate and key, for mutual TLS.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// Time limit of one request.
+    #[serde(default = "default_registry_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl RegistrySpec {
+    /// The client settings; `origin` names the spec file in errors.
+    pub fn client_config(&self, origin: &str) -> Result<schemas::registry::RegistryConfig> {
+        let mut config = schemas::registry::RegistryConfig::new(&self.url)
+            .map_err(|e| Error::Spec(format!("{origin}: registry.url: {e}")))?;
+        config.ca_file = self.ca_file.clone();
+        config.identity_file = self.identity_file.clone();
+        config.timeout = self.timeout;
+        Ok(config)
+    }
 }
 
 /// The Kafka cluster the raw topics live on.
@@ -105,6 +139,9 @@ pub struct BronzeSpec {
     pub schema: PathBuf,
     /// Field holding the event time (a timestamp; JSON accepts RFC 3339 text or epoch millis).
     pub event_time: String,
+    /// Registry subject of the records (Avro with a `[registry]`); default `<first topic>-value`.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// Topic for records that cannot be ingested; default `<first topic>.dlq`.
     #[serde(default)]
     pub dlq_topic: Option<String>,
@@ -158,6 +195,9 @@ impl Default for CommitSpec {
     }
 }
 
+fn default_registry_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -240,6 +280,12 @@ impl PipelineSpec {
                     return bad(key("dedupe.max_keys"), "must be at least 1");
                 }
             }
+            if b.subject.is_some() && (b.format != Format::Avro || self.registry.is_none()) {
+                return bad(
+                    key("subject"),
+                    "only Avro tables read with a [registry] have a subject",
+                );
+            }
             if b.commit.interval.is_zero() || b.commit.max_rows == 0 || b.commit.max_bytes == 0 {
                 return bad(
                     key("commit"),
@@ -256,6 +302,12 @@ impl BronzeSpec {
         self.dlq_topic
             .clone()
             .unwrap_or_else(|| format!("{}.dlq", self.topics[0]))
+    }
+
+    pub fn subject(&self) -> String {
+        self.subject
+            .clone()
+            .unwrap_or_else(|| format!("{}-value", self.topics[0]))
     }
 
     pub fn group_id(&self) -> String {

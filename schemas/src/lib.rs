@@ -4,6 +4,7 @@
 pub mod compat;
 mod error;
 mod event;
+pub mod evolution;
 pub mod registry;
 pub mod wire;
 

@@ -112,6 +112,30 @@ pub struct Landed {
     pub offset: i64,
 }
 
+/// Produces each payload to the given partition, in order.
+pub fn produce_to(topic: &str, messages: &[(i32, Vec<u8>)]) -> Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("enable.idempotence", "true")
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut pending = Vec::with_capacity(messages.len());
+        for (partition, payload) in messages {
+            let rec = FutureRecord::<(), [u8]>::to(topic)
+                .partition(*partition)
+                .payload(payload.as_slice());
+            pending.push(producer.send_result(rec).map_err(|(e, _)| e)?);
+        }
+        for p in pending {
+            p.await?.map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    })
+}
+
 /// Produces keyed messages and returns where each landed, in order.
 pub fn produce(topic: &str, messages: &[(String, Vec<u8>)]) -> Result<Vec<Landed>> {
     let producer: FutureProducer = ClientConfig::new()
@@ -674,6 +698,30 @@ impl RegistryServer {
 impl Drop for RegistryServer {
     fn drop(&mut self) {
         sigkill(&mut self.child);
+    }
+}
+
+impl RegistryServer {
+    /// Registers a schema file under a subject with `medallion schema register`; its id.
+    pub fn register(&self, subject: &str, file: &Path, cwd: &Path) -> Result<u32> {
+        let file = file.to_str().context("schema path is not UTF-8")?;
+        let out = medallion_output(
+            &["schema", "register", subject, file, "--registry", &self.url],
+            cwd,
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let id = text
+            .trim()
+            .strip_suffix(')')
+            .and_then(|t| t.rsplit_once("(id "))
+            .and_then(|(_, id)| id.parse().ok());
+        match (out.status.success(), id) {
+            (true, Some(id)) => Ok(id),
+            _ => bail!(
+                "schema register {subject} failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! PostgreSQL; and the `medallion schema` workflow a producer team runs.
 
 use anyhow::Result;
-use e2e::{broker, create_topic, medallion_output, peer_json, unique, RegistryServer, Workspace};
+use e2e::{
+    broker, create_topic, medallion_output, peer_json, run_once, unique, RegistryServer, Workspace,
+};
 use serde_json::json;
 
 /// What confluent-kafka's client must see, per Confluent's API documentation: ids are global
@@ -67,8 +69,53 @@ fn scenario_against(store: &str, ws: &Workspace) -> Result<()> {
     assert!(records
         .iter()
         .all(|r| r.value.as_deref().and_then(|v| v.get(..5)) == Some(&[0, 0, 0, 0, 1][..])));
+
+    // The pipeline lands what confluent-kafka produced, decoding by the frames' schema id.
+    create_topic(&format!("{topic}.dlq"), 1)?;
+    let schema = ws.write("purchase.avsc", PURCHASE_V1)?;
+    let spec = ws.write(
+        "purchases.toml",
+        &format!(
+            r#"
+[kafka]
+brokers = "{broker}"
+
+[lakehouse]
+warehouse = "{warehouse}"
+catalog = "{catalog}"
+
+[registry]
+url = "{url}"
+
+[[bronze]]
+table = "bronze.purchases"
+topics = ["{topic}"]
+format = "avro"
+schema = "{schema}"
+event_time = "event_time"
+"#,
+            broker = broker(),
+            warehouse = ws.warehouse().display(),
+            catalog = ws.catalog_uri(),
+            url = registry.url,
+            schema = schema.display(),
+        ),
+    )?;
+    run_once(ws, &spec)?;
+    let rows = ws.duckdb(
+        "bronze.purchases",
+        "SELECT count(*), count(DISTINCT order_id), CAST(sum(amount) * 2 AS BIGINT), min(event_time) = make_timestamp(1700000000000000) FROM t",
+    )?;
+    assert_eq!(rows, [[json!(200), json!(200), json!(59700), json!(true)]]);
+    assert!(e2e::read_topic(&format!("{topic}.dlq"))?.is_empty());
     Ok(())
 }
+
+/// The Python scenario's v1, as the pipeline's schema file.
+const PURCHASE_V1: &str = r#"{"type":"record","name":"Purchase","namespace":"shop","fields":[
+  {"name":"order_id","type":"string"},
+  {"name":"event_time","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"amount","type":"double"}]}"#;
 
 #[test]
 fn confluent_client_on_sqlite_store() -> Result<()> {

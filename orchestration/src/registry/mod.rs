@@ -47,6 +47,19 @@ pub async fn serve(addr: &str, store_url: &str) -> anyhow::Result<()> {
     Ok(served?)
 }
 
+/// Serves the registry on a free loopback port in this process (for the demo); its URL.
+pub async fn spawn_local(store_url: &str) -> anyhow::Result<String> {
+    let registry = Arc::new(Registry::open(store_url).await?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, registry.router()).await {
+            tracing::error!(error = %e, "in-process registry stopped");
+        }
+    });
+    Ok(url)
+}
+
 /// The registry's state: its store, and a lock that orders this process's writes so that
 /// checking a schema and adding it happen as one step.
 pub(crate) struct Registry {

@@ -1,10 +1,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemas::registry::RegistryConfig;
 use schemas::{EventSchema, FieldKind};
 
 use crate::error::{Error, Result};
-use crate::spec::{BronzeSpec, CommitSpec, Format, KafkaSpec, Partitioning};
+use crate::spec::{BronzeSpec, CommitSpec, Format, KafkaSpec, Partitioning, RegistrySpec};
 
 /// How to reach Kafka.
 #[derive(Debug, Clone)]
@@ -44,7 +45,10 @@ pub struct BronzeConfig {
     pub table: String,
     pub topics: Vec<String>,
     pub format: Format,
+    /// The event schema the table is created with (and, without a registry, decoded with).
     pub schema: EventSchema,
+    /// Registry subject of the records (used in messages and by `medallion schema`).
+    pub subject: String,
     pub event_time: String,
     pub dlq_topic: String,
     pub group_id: String,
@@ -52,6 +56,15 @@ pub struct BronzeConfig {
     pub max_record_bytes: u64,
     pub dedupe: Option<DedupeConfig>,
     pub commit: CommitSpec,
+    /// Avro records are decoded by the schema id in their frame, looked up here.
+    pub registry: Option<RegistryRead>,
+}
+
+/// Where an Avro table's writer schemas come from.
+#[derive(Debug, Clone)]
+pub struct RegistryRead {
+    pub client: RegistryConfig,
+    pub subject: String,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +159,7 @@ impl BronzeConfig {
             table: spec.table.clone(),
             topics: spec.topics.clone(),
             format: spec.format,
+            subject: spec.subject(),
             event_time: spec.event_time.clone(),
             dlq_topic: spec.dlq_topic(),
             group_id: spec.group_id(),
@@ -153,8 +167,21 @@ impl BronzeConfig {
             max_record_bytes: spec.max_record_bytes,
             dedupe,
             commit: spec.commit.clone(),
+            registry: None,
             schema,
         })
+    }
+
+    /// Decodes the table's Avro records by their frames' schema ids, from `registry`; `origin`
+    /// names the spec in errors. JSON tables are left as they are.
+    pub fn read_with_registry(mut self, registry: &RegistrySpec, origin: &str) -> Result<Self> {
+        if self.format == Format::Avro {
+            self.registry = Some(RegistryRead {
+                client: registry.client_config(origin)?,
+                subject: self.subject.clone(),
+            });
+        }
+        Ok(self)
     }
 
     pub(crate) fn event_time_index(&self) -> usize {

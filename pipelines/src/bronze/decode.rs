@@ -67,8 +67,23 @@ impl RowDecoder {
         }
     }
 
-    /// Decodes and validates one payload: its cells in schema order, and its event time.
-    pub fn decode<'a>(&self, payload: Option<&'a [u8]>) -> Result<(Vec<Cell<'a>>, i64), Rejection> {
+    /// The schema rows are laid out as (and, for Avro, read with).
+    pub fn schema(&self) -> &EventSchema {
+        &self.schema
+    }
+
+    /// Reads later records with a grown schema (the table gained columns).
+    pub fn set_schema(&mut self, schema: EventSchema) {
+        self.schema = schema;
+    }
+
+    /// Decodes and validates one payload: its cells in schema order, and its event time. An
+    /// Avro body is resolved from `writer` when given (else it was written with the schema).
+    pub fn decode<'a>(
+        &self,
+        payload: Option<&'a [u8]>,
+        writer: Option<&apache_avro::Schema>,
+    ) -> Result<(Vec<Cell<'a>>, i64), Rejection> {
         let Some(payload) = payload else {
             return Err(Rejection::new("decode.empty", "the message has no value"));
         };
@@ -84,7 +99,7 @@ impl RowDecoder {
         }
         let cells = match self.format {
             Format::Json => self.decode_json(payload)?,
-            Format::Avro => self.decode_avro(payload)?,
+            Format::Avro => self.decode_avro(payload, writer)?,
         };
         let Cell::Micros(event_micros) = cells[self.event_time] else {
             return Err(Rejection::new(
@@ -127,11 +142,18 @@ impl RowDecoder {
             .collect()
     }
 
-    fn decode_avro<'a>(&self, payload: &'a [u8]) -> Result<Vec<Cell<'a>>, Rejection> {
+    fn decode_avro<'a>(
+        &self,
+        payload: &'a [u8],
+        writer: Option<&apache_avro::Schema>,
+    ) -> Result<Vec<Cell<'a>>, Rejection> {
         let (_schema_id, mut body) = schemas::wire::split_frame(payload)
             .map_err(|e| Rejection::new("schema.bad_framing", e.to_string()))?;
-        let value = apache_avro::from_avro_datum(&self.schema.avro, &mut body, None)
-            .map_err(|e| Rejection::new("decode.avro", e.to_string()))?;
+        let value = match writer {
+            None => apache_avro::from_avro_datum(&self.schema.avro, &mut body, None),
+            Some(w) => apache_avro::from_avro_datum(w, &mut body, Some(&self.schema.avro)),
+        }
+        .map_err(|e| Rejection::new("decode.avro", e.to_string()))?;
         if !body.is_empty() {
             return Err(Rejection::new(
                 "decode.avro",
@@ -281,17 +303,17 @@ mod tests {
         let d = decoder(Format::Json);
         let ok =
             br#"{"id":"a\"b","at":"2026-01-02T03:04:05.5Z","n":7,"payload":{"x":"y"},"extra":1}"#;
-        let (cells, at) = d.decode(Some(ok)).unwrap();
+        let (cells, at) = d.decode(Some(ok), None).unwrap();
         assert_eq!(at, 1_767_323_045_500_000);
         assert_eq!(cells[0], Cell::Str(Cow::Owned("a\"b".into())));
         assert_eq!(cells[1], Cell::Micros(1_767_323_045_500_000));
         assert_eq!(cells[2], Cell::Long(7));
         assert_eq!(cells[3], Cell::Str(Cow::Borrowed(r#"{"x":"y"}"#)));
-        let (millis, _) = d.decode(Some(br#"{"id":"a","at":1000}"#)).unwrap();
+        let (millis, _) = d.decode(Some(br#"{"id":"a","at":1000}"#), None).unwrap();
         assert_eq!(millis[1], Cell::Micros(1_000_000));
         assert_eq!(millis[2], Cell::Null);
 
-        let reason = |p: &[u8]| d.decode(Some(p)).unwrap_err().reason;
+        let reason = |p: &[u8]| d.decode(Some(p), None).unwrap_err().reason;
         assert_eq!(reason(b"{not json"), "decode.json");
         assert_eq!(reason(br#"{"at":1}"#), "validate.missing_field");
         assert_eq!(
@@ -305,7 +327,7 @@ mod tests {
             "validate.type"
         );
         assert_eq!(reason(&[b' '; 300]), "validate.too_large");
-        assert_eq!(d.decode(None).unwrap_err().reason, "decode.empty");
+        assert_eq!(d.decode(None, None).unwrap_err().reason, "decode.empty");
     }
 
     #[test]
@@ -318,14 +340,17 @@ mod tests {
         record.put("payload", AvroValue::Union(0, Box::new(AvroValue::Null)));
         let body = apache_avro::to_avro_datum(&d.schema.avro, record).unwrap();
         let framed = schemas::wire::frame(1, &body);
-        let (cells, _) = d.decode(Some(&framed)).unwrap();
+        let (cells, _) = d.decode(Some(&framed), None).unwrap();
         assert_eq!(cells[1], Cell::Micros(2_000_000));
         assert_eq!(cells[2], Cell::Long(5));
         assert_eq!(
-            d.decode(Some(&body)).unwrap_err().reason,
+            d.decode(Some(&body), None).unwrap_err().reason,
             "schema.bad_framing"
         );
         let truncated = &framed[..framed.len() - 4];
-        assert_eq!(d.decode(Some(truncated)).unwrap_err().reason, "decode.avro");
+        assert_eq!(
+            d.decode(Some(truncated), None).unwrap_err().reason,
+            "decode.avro"
+        );
     }
 }

@@ -6,16 +6,18 @@ mod config;
 mod decode;
 mod dedupe;
 mod dlq;
+mod writers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lakehouse::{Catalog, CommitOutcome, IcebergTable, OffsetFence, TableDefinition};
+use schemas::EventSchema;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
-pub use config::{BronzeConfig, KafkaConnection};
+pub use config::{BronzeConfig, KafkaConnection, RegistryRead};
 
 use crate::error::{Error, Result};
 use crate::source::{
@@ -26,6 +28,28 @@ use batch::BatchBuilder;
 use decode::RowDecoder;
 use dedupe::Deduplicator;
 use dlq::DeadLetter;
+use writers::{Lookup, Verdict, WriterSchemas};
+
+/// Table property holding the Avro schema the table's records are read with, once a writer
+/// schema from the registry has grown it.
+pub const READER_SCHEMA_PROPERTY: &str = "medallion.avro.reader-schema";
+
+/// First wait before asking an unavailable registry again; doubled up to the maximum.
+const REGISTRY_RETRY_FIRST: Duration = Duration::from_secs(1);
+const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(15);
+
+/// A partition of the assignment.
+type PartitionKey = (Arc<str>, i32);
+
+/// Where a record's writer schema stands.
+enum WriterOf {
+    /// Decode with this writer schema (None: the table's reader schema).
+    Schema(Option<Arc<schemas::registry::RegisteredSchema>>),
+    /// Dead-letter the record.
+    Rejected(&'static str, String),
+    /// The registry cannot answer now: the record waits.
+    Wait,
+}
 
 /// How the stage runs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,6 +72,10 @@ pub struct BronzeReport {
     pub dedupe_keys: usize,
     pub dedupe_bytes: usize,
     pub dedupe_evicted_early: u64,
+    /// Columns the table gained from new writer schemas.
+    pub columns_added: Vec<String>,
+    /// Times a partition was paused because the schema registry did not answer.
+    pub registry_pauses: u64,
 }
 
 struct TableOffsets {
@@ -129,8 +157,14 @@ struct Stage<'a> {
     batch_bytes: u64,
     batch_deadline: Option<Instant>,
     generation: Option<u64>,
-    positions: HashMap<(Arc<str>, i32), Position>,
-    end_offsets: Option<HashMap<(Arc<str>, i32), i64>>,
+    positions: HashMap<PartitionKey, Position>,
+    end_offsets: Option<HashMap<PartitionKey, i64>>,
+    /// Registry mode: writer schemas by id.
+    writers: Option<WriterSchemas>,
+    /// Records of paused partitions, in offset order, waiting for the registry.
+    held: BTreeMap<PartitionKey, VecDeque<SourceRecord>>,
+    registry_retry: Option<Instant>,
+    registry_backoff: Duration,
     report: BronzeReport,
 }
 
@@ -171,6 +205,15 @@ impl<'a> Stage<'a> {
             connect_timeout: kafka.connect_timeout,
         };
         let (source, events) = KafkaSource::start(&source_config, Arc::new(lookup), 8192)?;
+        let (reader, writers) = match &config.registry {
+            None => (config.schema.clone(), None),
+            Some(registry) => (
+                reader_schema(&table, config)?,
+                Some(WriterSchemas::new(schemas::registry::RegistryClient::new(
+                    registry.client.clone(),
+                )?)),
+            ),
+        };
         let event_time = config.event_time_index();
         let dedupe = config
             .dedupe
@@ -179,22 +222,21 @@ impl<'a> Stage<'a> {
         Ok(Self {
             config,
             table,
-            decoder: RowDecoder::new(
-                config.schema.clone(),
-                config.format,
-                event_time,
-                config.max_record_bytes,
-            ),
+            batch: BatchBuilder::new(&reader),
+            decoder: RowDecoder::new(reader, config.format, event_time, config.max_record_bytes),
             dedupe,
             dlq,
             source,
             events,
-            batch: BatchBuilder::new(&config.schema),
             batch_bytes: 0,
             batch_deadline: None,
             generation: None,
             positions: HashMap::new(),
             end_offsets: None,
+            writers,
+            held: BTreeMap::new(),
+            registry_retry: None,
+            registry_backoff: REGISTRY_RETRY_FIRST,
             report: BronzeReport {
                 table: config.table.clone(),
                 ..Default::default()
@@ -208,9 +250,9 @@ impl<'a> Stage<'a> {
         mut stop: watch::Receiver<bool>,
     ) -> Result<BronzeReport> {
         loop {
-            let deadline = self
-                .batch_deadline
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let far = Instant::now() + Duration::from_secs(3600);
+            let deadline = self.batch_deadline.unwrap_or(far);
+            let retry_at = self.registry_retry.unwrap_or(far);
             tokio::select! {
                 event = self.events.recv() => match event {
                     None => return Err(self.fail("the Kafka source stopped")),
@@ -224,13 +266,16 @@ impl<'a> Stage<'a> {
                         self.assigned(generation, start, options).await?;
                     }
                     Some(SourceEvent::Record(record)) => {
-                        self.record(record)?;
+                        self.record(record).await?;
                         if self.batch_full() || (options.once && self.reached_end()) {
                             self.flush().await?;
                         }
                     }
                 },
                 _ = sleep_until(deadline.into()) => self.flush().await?,
+                _ = sleep_until(retry_at.into()), if self.registry_retry.is_some() => {
+                    self.retry_held().await?;
+                }
                 // A dropped sender means nobody can ask to stop: wait on the other branches.
                 Ok(_) = stop.wait_for(|s| *s) => {
                     tracing::info!(table = %self.config.table, "stopping: committing the open batch");
@@ -316,27 +361,44 @@ impl<'a> Stage<'a> {
         Ok(())
     }
 
-    fn record(&mut self, record: SourceRecord) -> Result<()> {
+    async fn record(&mut self, record: SourceRecord) -> Result<()> {
         if Some(record.generation) != self.generation {
             return Ok(());
         }
-        let Some(pos) = self
-            .positions
-            .get_mut(&(record.topic.clone(), record.partition))
-        else {
+        let key = (record.topic.clone(), record.partition);
+        let Some(pos) = self.positions.get(&key) else {
             return Ok(());
         };
         if pos.next.is_some_and(|n| record.offset < n) {
             return Ok(());
         }
-        pos.next = Some(record.offset + 1);
-        self.report.records_consumed += 1;
-        if self.batch_deadline.is_none() {
-            self.batch_deadline = Some(Instant::now() + self.config.commit.interval);
+        if let Some(queue) = self.held.get_mut(&key) {
+            queue.push_back(record);
+            return Ok(());
         }
-        let size = record.payload.as_ref().map_or(0, Vec::len) as u64;
-        self.batch_bytes += size;
-        match self.decoder.decode(record.payload.as_deref()) {
+        if let Some(record) = self.ingest(record).await? {
+            self.hold(key, record);
+        }
+        Ok(())
+    }
+
+    /// Ingests the next record of its partition, or gives it back when it must wait for the
+    /// schema registry.
+    async fn ingest(&mut self, record: SourceRecord) -> Result<Option<SourceRecord>> {
+        let writer = match self.writer_of(&record).await? {
+            WriterOf::Wait => return Ok(Some(record)),
+            // Evolving the table flushed; a fenced flush started a new generation.
+            _ if Some(record.generation) != self.generation => return Ok(None),
+            WriterOf::Rejected(reason, message) => {
+                self.consume(&record);
+                self.dlq.send(&record, reason, &message)?;
+                return Ok(None);
+            }
+            WriterOf::Schema(writer) => writer,
+        };
+        self.consume(&record);
+        let writer = writer.as_ref().and_then(|w| w.avro.as_ref());
+        match self.decoder.decode(record.payload.as_deref(), writer) {
             Err(rejection) => {
                 self.dlq
                     .send(&record, rejection.reason, &rejection.message)?;
@@ -354,7 +416,159 @@ impl<'a> Stage<'a> {
                 }
             }
         }
+        Ok(None)
+    }
+
+    /// Moves the record's partition past it and counts it into the open batch.
+    fn consume(&mut self, record: &SourceRecord) {
+        if let Some(pos) = self
+            .positions
+            .get_mut(&(record.topic.clone(), record.partition))
+        {
+            pos.next = Some(record.offset + 1);
+        }
+        self.report.records_consumed += 1;
+        if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(Instant::now() + self.config.commit.interval);
+        }
+        self.batch_bytes += record.payload.as_ref().map_or(0, Vec::len) as u64;
+    }
+
+    /// In registry mode: the writer schema named by the record's frame, judged against the
+    /// table's reader schema, growing the table first when the writer adds fields.
+    async fn writer_of(&mut self, record: &SourceRecord) -> Result<WriterOf> {
+        let (Some(_), Some(payload)) = (&self.writers, record.payload.as_deref()) else {
+            return Ok(WriterOf::Schema(None));
+        };
+        let id = match schemas::wire::split_frame(payload) {
+            Ok((id, _)) => id,
+            Err(e) => return Ok(WriterOf::Rejected("schema.bad_framing", e.to_string())),
+        };
+        // At most one evolution per writer schema: after it the writer is readable.
+        for _ in 0..2 {
+            let reader = self.decoder.schema().avro.clone();
+            let Some(writers) = self.writers.as_mut() else {
+                return Ok(WriterOf::Schema(None));
+            };
+            match writers.verdict(id, &reader).await {
+                Lookup::Unavailable(message) => {
+                    tracing::warn!(table = %self.config.table, schema_id = id, error = %message, "schema registry unavailable");
+                    return Ok(WriterOf::Wait);
+                }
+                Lookup::Ready(Verdict::Decode(writer)) => return Ok(WriterOf::Schema(writer)),
+                Lookup::Ready(Verdict::Reject { reason, message }) => {
+                    return Ok(WriterOf::Rejected(reason, message))
+                }
+                Lookup::Ready(Verdict::Evolve { reader, added }) => {
+                    let origin = format!("schema {id}");
+                    let grown = serde_json::to_string(&reader)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| {
+                            EventSchema::parse(&self.config.subject, &text, &origin)
+                                .map_err(|e| e.to_string())
+                        });
+                    match grown {
+                        Ok(event) => self.evolve(id, event, &added).await?,
+                        Err(message) => {
+                            return Ok(WriterOf::Rejected("schema.incompatible", message))
+                        }
+                    }
+                }
+            }
+        }
+        Err(self.fail(&format!(
+            "schema {id} still needs the table to grow after growing it"
+        )))
+    }
+
+    /// Commits the open batch (read with the old schema), then adds the new columns and
+    /// records the grown reader schema in one metadata commit.
+    async fn evolve(&mut self, id: u32, event: EventSchema, added: &[String]) -> Result<()> {
+        self.flush().await?;
+        let text = serde_json::to_string(&*event.avro)
+            .map_err(|e| self.fail(&format!("cannot store the grown schema: {e}")))?;
+        let columns: Vec<arrow::datatypes::Field> = batch::bronze_schema(&event)
+            .fields()
+            .iter()
+            .filter(|f| added.contains(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        self.table
+            .add_columns(&columns, &[(READER_SCHEMA_PROPERTY.to_string(), text)])
+            .await?;
+        tracing::info!(table = %self.config.table, schema_id = id, ?added, "table grew to read a new writer schema");
+        self.report.columns_added.extend(added.iter().cloned());
+        self.batch = BatchBuilder::new(&event);
+        self.decoder.set_schema(event);
+        if let Some(w) = self.writers.as_mut() {
+            w.reader_changed();
+        }
         Ok(())
+    }
+
+    /// Parks a record whose writer schema the registry could not give, pausing its partition
+    /// so nothing behind it is read until the registry answers.
+    fn hold(&mut self, key: PartitionKey, record: SourceRecord) {
+        tracing::warn!(
+            table = %self.config.table,
+            topic = %key.0,
+            partition = key.1,
+            offset = record.offset,
+            "pausing the partition until the schema registry answers"
+        );
+        self.report.registry_pauses += 1;
+        self.source
+            .command(SourceCommand::Pause(vec![(key.0.to_string(), key.1)]));
+        self.held.entry(key).or_default().push_back(record);
+        if self.registry_retry.is_none() {
+            self.registry_retry = Some(Instant::now() + self.registry_backoff);
+        }
+    }
+
+    /// Tries the held records again, in order per partition; resumes the partitions emptied.
+    async fn retry_held(&mut self) -> Result<()> {
+        self.registry_retry = None;
+        let keys: Vec<PartitionKey> = self.held.keys().cloned().collect();
+        for key in keys {
+            while let Some(record) = self.held.get_mut(&key).and_then(VecDeque::pop_front) {
+                if let Some(back) = self.ingest(record).await? {
+                    if let Some(queue) = self.held.get_mut(&key) {
+                        queue.push_front(back);
+                    }
+                    break;
+                }
+                if self.batch_full() {
+                    self.flush().await?;
+                }
+            }
+            if self.held.get(&key).is_some_and(VecDeque::is_empty) {
+                self.held.remove(&key);
+                tracing::info!(table = %self.config.table, topic = %key.0, partition = key.1, "schema registry answered: partition resumed");
+                self.source
+                    .command(SourceCommand::Resume(vec![(key.0.to_string(), key.1)]));
+            }
+        }
+        if self.held.is_empty() {
+            self.registry_backoff = REGISTRY_RETRY_FIRST;
+        } else {
+            self.registry_backoff = (self.registry_backoff * 2).min(REGISTRY_RETRY_MAX);
+            self.registry_retry = Some(Instant::now() + self.registry_backoff);
+        }
+        Ok(())
+    }
+
+    /// Drops the held records (they are read again from the table's offsets) and resumes
+    /// their partitions.
+    fn release_held(&mut self) {
+        let partitions: Vec<(String, i32)> = std::mem::take(&mut self.held)
+            .into_keys()
+            .map(|(t, p)| (t.to_string(), p))
+            .collect();
+        if !partitions.is_empty() {
+            self.source.command(SourceCommand::Resume(partitions));
+        }
+        self.registry_retry = None;
+        self.registry_backoff = REGISTRY_RETRY_FIRST;
     }
 
     fn batch_full(&self) -> bool {
@@ -378,6 +592,7 @@ impl<'a> Stage<'a> {
     }
 
     fn discard_batch(&mut self) {
+        self.release_held();
         self.batch.clear();
         self.batch_bytes = 0;
         self.batch_deadline = None;
@@ -458,4 +673,31 @@ impl<'a> Stage<'a> {
             self.report.dedupe_evicted_early = d.evicted_early;
         }
     }
+}
+
+/// The schema an Avro table in registry mode reads with: the one a writer schema last grew it
+/// to, else the spec's. A grown schema must still begin with the spec's fields, in order (the
+/// dedupe key and event time are found by position).
+fn reader_schema(table: &IcebergTable, config: &BronzeConfig) -> Result<EventSchema> {
+    let Some(text) = table.property(READER_SCHEMA_PROPERTY) else {
+        return Ok(config.schema.clone());
+    };
+    let origin = format!("table {} property {READER_SCHEMA_PROPERTY}", config.table);
+    let stored = EventSchema::parse(&config.subject, text, &origin)?;
+    let spec: Vec<&str> = config
+        .schema
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    let grown: Vec<&str> = stored.fields.iter().map(|f| f.name.as_str()).collect();
+    if !grown.starts_with(&spec) {
+        return Err(Error::Stage {
+            table: config.table.clone(),
+            message: format!(
+                "the table has grown to the fields {grown:?}, which do not begin with the schema file's fields {spec:?}: add the new fields at the end of the file"
+            ),
+        });
+    }
+    Ok(stored)
 }
