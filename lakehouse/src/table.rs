@@ -115,6 +115,21 @@ impl IcebergTable {
         Self::from_table(catalog, table)
     }
 
+    /// Loads the table if it exists.
+    pub async fn open_if_exists(catalog: Arc<dyn Catalog>, name: &str) -> Result<Option<Self>> {
+        let ident = parse_ident(name)?;
+        match catalog.load_table(&ident).await {
+            Ok(table) => Ok(Some(Self::from_table(catalog, table)?)),
+            Err(e)
+                if e.kind() == ErrorKind::TableNotFound
+                    || e.kind() == ErrorKind::NamespaceNotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(table_err(name, "load")(e)),
+        }
+    }
+
     fn from_table(catalog: Arc<dyn Catalog>, table: Table) -> Result<Self> {
         let name = table.identifier().to_string();
         let arrow_schema = schema_to_arrow_schema(table.metadata().current_schema())

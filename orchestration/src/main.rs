@@ -91,8 +91,16 @@ enum RegistryCommand {
 
 #[derive(Subcommand)]
 enum SchemaCommand {
-    /// Would these schemas be accepted under their subjects' compatibility levels? Exits 1 if not.
-    Check(schema_cmd::Targets),
+    /// Would these schemas be accepted under their subjects' compatibility levels (and, with
+    /// --spec, read by the pipeline's tables)? Exits 1 if not.
+    Check {
+        #[command(flatten)]
+        targets: schema_cmd::Targets,
+        /// Also check that the bronze tables this pipeline feeds from each subject can read
+        /// the schema (with the schema each table reads with now).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
     /// Register these schemas; exits 1 if the registry refuses any.
     Register(schema_cmd::Targets),
     /// The field changes between two versions of a subject (default: the last two).
@@ -156,7 +164,13 @@ async fn dispatch(cli: Cli) -> Result<bool> {
         Command::Schema { registry, command } => {
             let client = registry.client()?;
             return match command {
-                SchemaCommand::Check(targets) => schema_cmd::check(&client, &targets).await,
+                SchemaCommand::Check { targets, spec } => {
+                    let tables = match spec {
+                        Some(spec) => schema_cmd::table_readers(&spec).await?,
+                        None => Vec::new(),
+                    };
+                    schema_cmd::check(&client, &targets, &tables).await
+                }
                 SchemaCommand::Register(targets) => schema_cmd::register(&client, &targets).await,
                 SchemaCommand::Diff { subject, from, to } => {
                     schema_cmd::diff(&client, &subject, from, to).await?;

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use apache_avro::Schema;
+use pipelines::bronze::{self, BronzeConfig};
+use pipelines::spec::{Format, PipelineSpec};
 use schemas::compat::{self, CompatibilityLevel};
+use schemas::evolution::{self, Evolution};
 use schemas::registry::{codes, RegistryClient, RegistryConfig, RegistryError, Version};
 
 /// Where the registry is.
@@ -115,48 +118,117 @@ fn explain(level: CompatibilityLevel, new: &Schema, existing: &[(u32, Schema)]) 
         .collect()
 }
 
-/// Checks each target against its subject; prints a verdict per subject and returns whether
-/// all are compatible.
-pub async fn check(client: &RegistryClient, targets: &Targets) -> Result<bool> {
+/// A bronze table fed from a registry subject, with the schema it reads records with now.
+pub struct TableReader {
+    subject: String,
+    table: String,
+    reader: Schema,
+}
+
+/// The Avro bronze tables of a pipeline spec that read through its `[registry]`.
+pub async fn table_readers(spec_path: &Path) -> Result<Vec<TableReader>> {
+    let origin = spec_path.display().to_string();
+    let spec = PipelineSpec::from_file(spec_path)?;
+    if spec.registry.is_none() {
+        bail!("{origin}: the spec has no [registry]: its tables do not read by schema id");
+    }
+    let catalog = lakehouse::connect(&(&spec.lakehouse).into())
+        .await
+        .with_context(|| format!("{origin}: lakehouse.catalog"))?;
+    let mut readers = Vec::new();
+    for (i, b) in spec.bronze.iter().enumerate() {
+        if b.format != Format::Avro {
+            continue;
+        }
+        let config = BronzeConfig::from_spec(b, &origin, i)?;
+        let reader = bronze::current_reader_schema(catalog.clone(), &config).await?;
+        readers.push(TableReader {
+            subject: config.subject.clone(),
+            table: config.table.clone(),
+            reader: (*reader.avro).clone(),
+        });
+    }
+    Ok(readers)
+}
+
+/// Checks each target against its subject under the subject's level and, for every table in
+/// `tables` fed from the subject, against what the table can read; prints a verdict per
+/// subject and table, and returns whether all pass.
+pub async fn check(
+    client: &RegistryClient,
+    targets: &Targets,
+    tables: &[TableReader],
+) -> Result<bool> {
     let mut all_ok = true;
     for (subject, path) in targets.resolve()? {
         let (text, schema) = read_schema(&path)?;
-        let existing = registered(client, &subject).await?;
-        let Some((latest, _)) = existing.last() else {
-            println!(
-                "{subject}: compatible ({} would be its first version)",
-                path.display()
-            );
-            continue;
-        };
-        let level = client.compatibility(Some(&subject)).await?;
-        let verdict = client.check_compatibility(&subject, None, &text).await?;
-        let reasons = explain(level, &schema, &existing);
-        let head = format!(
-            "{subject} ({level}, {} version(s), latest {latest}) <- {}",
-            existing.len(),
-            path.display()
-        );
-        if verdict.is_compatible {
-            println!("{head}: compatible");
-            if !reasons.is_empty() {
-                println!("  note: medallion's rules disagree with the registry here:");
-                reasons.iter().for_each(|r| println!("  - {r}"));
-            }
-        } else {
-            all_ok = false;
-            println!("{head}: NOT compatible");
-            if reasons.is_empty() {
-                verdict
-                    .messages
-                    .iter()
-                    .for_each(|m| println!("  - (registry) {m}"));
-            } else {
-                reasons.iter().for_each(|r| println!("  - {r}"));
+        all_ok &= registry_verdict(client, &subject, &path, &text, &schema).await?;
+        for t in tables.iter().filter(|t| t.subject == subject) {
+            let label = path.display().to_string();
+            match evolution::evolve(&t.reader, &schema, &label) {
+                Ok(Evolution::Readable) => println!("  table {}: reads it", t.table),
+                Ok(Evolution::AddFields { added, .. }) => println!(
+                    "  table {}: reads it after gaining the column(s) {}",
+                    t.table,
+                    added.join(", ")
+                ),
+                Err(problems) => {
+                    all_ok = false;
+                    println!(
+                        "  table {}: CANNOT read it (its records would be dead-lettered as schema.incompatible)",
+                        t.table
+                    );
+                    problems.iter().for_each(|p| println!("  - {p}"));
+                }
             }
         }
     }
     Ok(all_ok)
+}
+
+/// Prints whether the registry would take `text` under the subject's level, with medallion's
+/// explanation of each problem; returns whether it would.
+async fn registry_verdict(
+    client: &RegistryClient,
+    subject: &str,
+    path: &Path,
+    text: &str,
+    schema: &Schema,
+) -> Result<bool> {
+    let existing = registered(client, subject).await?;
+    let Some((latest, _)) = existing.last() else {
+        println!(
+            "{subject}: compatible ({} would be its first version)",
+            path.display()
+        );
+        return Ok(true);
+    };
+    let level = client.compatibility(Some(subject)).await?;
+    let verdict = client.check_compatibility(subject, None, text).await?;
+    let reasons = explain(level, schema, &existing);
+    let head = format!(
+        "{subject} ({level}, {} version(s), latest {latest}) <- {}",
+        existing.len(),
+        path.display()
+    );
+    if verdict.is_compatible {
+        println!("{head}: compatible");
+        if !reasons.is_empty() {
+            println!("  note: medallion's rules disagree with the registry here:");
+            reasons.iter().for_each(|r| println!("  - {r}"));
+        }
+    } else {
+        println!("{head}: NOT compatible");
+        if reasons.is_empty() {
+            verdict
+                .messages
+                .iter()
+                .for_each(|m| println!("  - (registry) {m}"));
+        } else {
+            reasons.iter().for_each(|r| println!("  - {r}"));
+        }
+    }
+    Ok(verdict.is_compatible)
 }
 
 /// Registers each target under its subject; returns whether all were accepted.

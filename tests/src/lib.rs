@@ -590,6 +590,46 @@ commit = {commit}
     }
 }
 
+impl Workspace {
+    /// A spec with one Avro bronze table on `topic`, decoded through the registry at
+    /// `registry_url`, starting from the schema file `schema`. `commit` is TOML as it is.
+    pub fn registry_spec(
+        &self,
+        table: &str,
+        topic: &str,
+        registry_url: &str,
+        schema: &Path,
+        commit: &str,
+    ) -> Result<PathBuf> {
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{broker}"
+
+[lakehouse]
+warehouse = "{warehouse}"
+catalog = "{catalog}"
+
+[registry]
+url = "{registry_url}"
+
+[[bronze]]
+table = "{table}"
+topics = ["{topic}"]
+format = "avro"
+schema = "{schema}"
+event_time = "event_time"
+commit = {commit}
+"#,
+            broker = broker(),
+            warehouse = self.warehouse().display(),
+            catalog = self.catalog_uri(),
+            schema = schema.display(),
+        );
+        self.write(&format!("{}.toml", table.replace('.', "_")), &text)
+    }
+}
+
 /// A valid web event as JSON.
 pub fn web_event(id: &str, user: &str, event_time_ms: i64) -> Vec<u8> {
     serde_json::json!({

@@ -73,33 +73,12 @@ fn scenario_against(store: &str, ws: &Workspace) -> Result<()> {
     // The pipeline lands what confluent-kafka produced, decoding by the frames' schema id.
     create_topic(&format!("{topic}.dlq"), 1)?;
     let schema = ws.write("purchase.avsc", PURCHASE_V1)?;
-    let spec = ws.write(
-        "purchases.toml",
-        &format!(
-            r#"
-[kafka]
-brokers = "{broker}"
-
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
-[registry]
-url = "{url}"
-
-[[bronze]]
-table = "bronze.purchases"
-topics = ["{topic}"]
-format = "avro"
-schema = "{schema}"
-event_time = "event_time"
-"#,
-            broker = broker(),
-            warehouse = ws.warehouse().display(),
-            catalog = ws.catalog_uri(),
-            url = registry.url,
-            schema = schema.display(),
-        ),
+    let spec = ws.registry_spec(
+        "bronze.purchases",
+        &topic,
+        &registry.url,
+        &schema,
+        r#"{ interval = "1s" }"#,
     )?;
     run_once(ws, &spec)?;
     let rows = ws.duckdb(

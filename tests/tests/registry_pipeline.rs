@@ -2,14 +2,14 @@
 //! follow compatible writer schemas without a restart and dead-letter the rest; a registry
 //! outage pauses the partitions that need it and loses nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use e2e::{
-    assert_exactly_once, broker, create_topic, medallion_output, produce_to, read_topic, spawn_run,
+    assert_exactly_once, create_topic, medallion_output, produce_to, read_topic, spawn_run,
     terminate, unique, RegistryServer, Workspace,
 };
 
@@ -50,7 +50,13 @@ fn setup(partitions: i32, registry_url: &str) -> Result<Setup> {
         ws.write("v2.avsc", V2)?,
         ws.write("v3.avsc", V3)?,
     ];
-    let spec = spec(&ws, &topic, registry_url, &files[0])?;
+    let spec = ws.registry_spec(
+        TABLE,
+        &topic,
+        registry_url,
+        &files[0],
+        r#"{ interval = "1s", max_rows = 10000 }"#,
+    )?;
     Ok(Setup {
         subject: format!("{topic}-value"),
         ws,
@@ -58,37 +64,6 @@ fn setup(partitions: i32, registry_url: &str) -> Result<Setup> {
         files,
         spec,
     })
-}
-
-fn spec(ws: &Workspace, topic: &str, registry_url: &str, schema: &Path) -> Result<PathBuf> {
-    ws.write(
-        "orders.toml",
-        &format!(
-            r#"
-[kafka]
-brokers = "{broker}"
-
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
-[registry]
-url = "{registry_url}"
-
-[[bronze]]
-table = "{TABLE}"
-topics = ["{topic}"]
-format = "avro"
-schema = "{schema}"
-event_time = "event_time"
-commit = {{ interval = "1s", max_rows = 10000 }}
-"#,
-            broker = broker(),
-            warehouse = ws.warehouse().display(),
-            catalog = ws.catalog_uri(),
-            schema = schema.display(),
-        ),
-    )
 }
 
 /// An order framed with schema `id`, written with `schema`; `coupon` only where it exists.
@@ -151,6 +126,21 @@ fn table_follows_compatible_writers_and_dead_letters_the_rest() -> Result<()> {
     s.ws.wait_for_offsets(TABLE, &s.topic, &[40], Duration::from_secs(60))?;
 
     // v2 adds an optional field: the running pipeline grows the table and goes on.
+    let spec = s.spec.display().to_string();
+    let v2_file = s.files[1].display().to_string();
+    let (code, out) = schema_cmd(
+        &s,
+        &registry.url,
+        &["check", &s.subject, &v2_file, "--spec", &spec],
+    )?;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "{} (BACKWARD, 1 version(s), latest 1) <- {v2_file}: compatible\n  table {TABLE}: reads it after gaining the column(s) coupon\n",
+            s.subject
+        )
+    );
     let v2 = registry.register(&s.subject, &s.files[1], cwd)?;
     let batch: Vec<(i32, Vec<u8>)> = (40..80)
         .map(|n| {
@@ -162,11 +152,25 @@ fn table_follows_compatible_writers_and_dead_letters_the_rest() -> Result<()> {
     s.ws.wait_for_offsets(TABLE, &s.topic, &[80], Duration::from_secs(60))?;
 
     // v3 drops the required `amount`. BACKWARD allows that (the new schema reads old data),
-    // so the registry takes it; FULL does not, and `schema check` says which field and rule.
+    // so the registry takes it, but the table cannot: `schema check --spec` says so, naming
+    // the field and the rule. FULL refuses it in the registry too.
     let v3_file = s.files[2].display().to_string();
     let (code, out) = schema_cmd(&s, &registry.url, &["check", &s.subject, &v3_file])?;
     assert_eq!(code, 0, "{out}");
     assert!(out.ends_with(": compatible\n"), "{out}");
+    let (code, out) = schema_cmd(
+        &s,
+        &registry.url,
+        &["check", &s.subject, &v3_file, "--spec", &spec],
+    )?;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "{} (BACKWARD, 2 version(s), latest 2) <- {v3_file}: compatible\n  table {TABLE}: CANNOT read it (its records would be dead-lettered as schema.incompatible)\n  - field `amount` is in the table's schema without a default, and {v3_file} does not write it (READER_FIELD_MISSING_DEFAULT_VALUE at /fields/2)\n",
+            s.subject
+        )
+    );
     let (code, out) = schema_cmd(&s, &registry.url, &["level", &s.subject, "FULL"])?;
     assert_eq!(
         (code, out.as_str()),
@@ -235,6 +239,26 @@ fn table_follows_compatible_writers_and_dead_letters_the_rest() -> Result<()> {
         incompatible,
         format!("field `amount` is in the table's schema without a default, and schema {v3} does not write it (READER_FIELD_MISSING_DEFAULT_VALUE at /fields/2)")
     );
+
+    // A restart reads with the grown schema the table recorded, not the spec's v1 file: v1
+    // and v2 records both land, and the table is not grown again.
+    let mut run = spawn_run(&s.spec, &cwd.join("run2.log"), &[])?;
+    let batch: Vec<(i32, Vec<u8>)> = (102..112)
+        .map(|n| {
+            let (schema, id) = if n % 2 == 0 { (V1, v1) } else { (V2, v2) };
+            Ok((0, order(schema, id, n, Some("AGAIN"))?))
+        })
+        .collect::<Result<_>>()?;
+    produce_to(&s.topic, &batch)?;
+    s.ws.wait_for_offsets(TABLE, &s.topic, &[112], Duration::from_secs(60))?;
+    terminate(&mut run)?;
+    let counts = s.ws.duckdb(
+        TABLE,
+        "SELECT count(*), count(*) FILTER (WHERE coupon = 'AGAIN') FROM t WHERE _kafka_offset >= 102",
+    )?;
+    assert_eq!(ints(&counts), [[10, 5]]);
+    let second = std::fs::read_to_string(cwd.join("run2.log"))?;
+    assert!(!second.contains("table grew"), "{second}");
     Ok(())
 }
 

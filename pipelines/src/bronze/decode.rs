@@ -347,6 +347,28 @@ mod tests {
             d.decode(Some(&body), None).unwrap_err().reason,
             "schema.bad_framing"
         );
+        // Written with an older schema (no `n`, no `payload`): resolved to the reader's.
+        let older = apache_avro::Schema::parse_str(
+            r#"{"type":"record","name":"E","fields":[
+                {"name":"id","type":"string"},
+                {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}
+            ]}"#,
+        )
+        .unwrap();
+        let mut old = apache_avro::types::Record::new(&older).unwrap();
+        old.put("id", "y");
+        old.put("at", AvroValue::TimestampMillis(3_000));
+        let old = schemas::wire::frame(2, &apache_avro::to_avro_datum(&older, old).unwrap());
+        let (cells, _) = d.decode(Some(&old), Some(&older)).unwrap();
+        assert_eq!(
+            cells,
+            [
+                Cell::Str(Cow::Owned("y".into())),
+                Cell::Micros(3_000_000),
+                Cell::Null,
+                Cell::Null
+            ]
+        );
         let truncated = &framed[..framed.len() - 4];
         assert_eq!(
             d.decode(Some(truncated), None).unwrap_err().reason,

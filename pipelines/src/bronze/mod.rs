@@ -675,6 +675,18 @@ impl<'a> Stage<'a> {
     }
 }
 
+/// The schema the table of `config` reads Avro records with now (the spec's, for a table not
+/// created yet), as [`run`] would start with it.
+pub async fn current_reader_schema(
+    catalog: Arc<dyn Catalog>,
+    config: &BronzeConfig,
+) -> Result<EventSchema> {
+    match IcebergTable::open_if_exists(catalog, &config.table).await? {
+        Some(table) => reader_schema(&table, config),
+        None => Ok(config.schema.clone()),
+    }
+}
+
 /// The schema an Avro table in registry mode reads with: the one a writer schema last grew it
 /// to, else the spec's. A grown schema must still begin with the spec's fields, in order (the
 /// dedupe key and event time are found by position).
