@@ -1,16 +1,16 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{new_null_array, RecordBatch};
 use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::{
     arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type, schema_to_arrow_schema,
     RecordBatchPartitionSplitter,
 };
 use iceberg::expr::{Predicate, Reference};
-use iceberg::spec::{DataFile, DataFileFormat, Datum, Transform, UnboundPartitionSpec};
+use iceberg::spec::{DataFile, DataFileFormat, Datum, Operation, Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -20,6 +20,7 @@ use iceberg::writer::file_writer::location_generator::{
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 use parquet::basic::{Compression, ZstdLevel};
@@ -32,6 +33,13 @@ use crate::offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_P
 /// How many times a commit is rebuilt after losing a race to another writer whose commit left
 /// this batch's partitions untouched.
 const MAX_COMMIT_CONFLICTS: u32 = 50;
+
+/// How data files are written: Parquet, rolled over at the default size.
+type Rolling = RollingFileWriterBuilder<
+    ParquetWriterBuilder,
+    DefaultLocationGenerator,
+    DefaultFileNameGenerator,
+>;
 
 /// What a table should look like when it is created.
 #[derive(Debug, Clone)]
@@ -324,6 +332,27 @@ impl IcebergTable {
             location,
             file_names,
         );
+        let files = if metadata.default_partition_spec().is_unpartitioned() {
+            let mut writer = UnpartitionedWriter::new(DataFileWriterBuilder::new(rolling));
+            writer
+                .write(batch)
+                .await
+                .map_err(table_err(&name, "write"))?;
+            writer.close().await.map_err(table_err(&name, "write"))?
+        } else {
+            self.write_partitioned(batch, rolling).await?
+        };
+        Ok(StagedFiles { files })
+    }
+
+    async fn write_partitioned(
+        &self,
+        batch: RecordBatch,
+        rolling: Rolling,
+    ) -> Result<Vec<DataFile>> {
+        let name = self.name();
+        let metadata = self.table.metadata();
+        let schema = metadata.current_schema().clone();
         let mut writer = FanoutWriter::new(DataFileWriterBuilder::new(rolling));
         let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
             schema,
@@ -339,8 +368,7 @@ impl IcebergTable {
                 .await
                 .map_err(table_err(&name, "write"))?;
         }
-        let files = writer.close().await.map_err(table_err(&name, "write"))?;
-        Ok(StagedFiles { files })
+        writer.close().await.map_err(table_err(&name, "write"))
     }
 
     /// Appends `staged` and moves the stored offsets as `fence` says, in one snapshot, if and
@@ -388,6 +416,148 @@ impl IcebergTable {
                     conflicts += 1;
                     tracing::debug!(table = %name, conflicts, "commit conflict, rebuilding on the new state");
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
+                    self.refresh().await?;
+                }
+                Err(e) => return Err(table_err(&name, "commit")(e)),
+            }
+        }
+    }
+
+    /// The table's append snapshots after `after` (all, for `None`), oldest first, following
+    /// the current snapshot's ancestry. Other operations (compaction, deletes) add no new rows
+    /// and are left out. Fails when `after` is not an ancestor (expired, or another table's).
+    pub fn appends_after(&self, after: Option<i64>) -> Result<Vec<i64>> {
+        let metadata = self.table.metadata();
+        let mut found = Vec::new();
+        let mut next = metadata.current_snapshot_id();
+        while let Some(id) = next {
+            if Some(id) == after {
+                found.reverse();
+                return Ok(found);
+            }
+            let Some(snapshot) = metadata.snapshot_by_id(id) else {
+                break;
+            };
+            if snapshot.summary().operation == Operation::Append {
+                found.push(id);
+            }
+            next = snapshot.parent_snapshot_id();
+        }
+        match after {
+            None => {
+                found.reverse();
+                Ok(found)
+            }
+            Some(after) => Err(Error::Config(format!(
+                "table {}: snapshot {after} is not in its history any more (expired?)",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Reads every column of the rows that the given append snapshots added, in the table's
+    /// current schema (columns added since read as null).
+    pub async fn scan_appended(&self, snapshots: &[i64]) -> Result<Vec<RecordBatch>> {
+        let name = self.name();
+        let Some(current) = self.table.metadata().current_snapshot() else {
+            return Ok(Vec::new());
+        };
+        let wanted: HashSet<i64> = snapshots.iter().copied().collect();
+        let list = self
+            .table
+            .manifest_list_reader(current)
+            .load()
+            .await
+            .map_err(table_err(&name, "manifest list"))?;
+        let mut files = HashSet::new();
+        // Every manifest is read: one rewritten by maintenance keeps its entries' snapshot ids
+        // but not its own.
+        for manifest_file in list.entries() {
+            let manifest = manifest_file
+                .load_manifest(self.table.file_io())
+                .await
+                .map_err(table_err(&name, "manifest"))?;
+            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                if entry.snapshot_id().is_some_and(|id| wanted.contains(&id)) {
+                    files.insert(entry.data_file().file_path().to_string());
+                }
+            }
+        }
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scan = self
+            .table
+            .scan()
+            .select_all()
+            .build()
+            .map_err(table_err(&name, "scan"))?;
+        let tasks = scan
+            .plan_files()
+            .await
+            .map_err(table_err(&name, "scan"))?
+            .try_filter(move |task| futures::future::ready(files.contains(&task.data_file_path)))
+            .boxed();
+        let stream = self
+            .table
+            .reader_builder()
+            .build()
+            .read(tasks)
+            .map_err(table_err(&name, "scan"))?
+            .stream();
+        stream.try_collect().await.map_err(table_err(&name, "scan"))
+    }
+
+    /// A property of the current snapshot's summary.
+    pub fn snapshot_property(&self, key: &str) -> Option<&str> {
+        self.table
+            .metadata()
+            .current_snapshot()?
+            .summary()
+            .additional_properties
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Appends `staged` and sets the snapshot property `key` to `next`, if and only if the
+    /// current snapshot still has `key` at `expected` (compare-and-set on a cursor, such as
+    /// the last upstream snapshot a derived table consumed). `Ok(false)`: it had moved, and
+    /// nothing was committed.
+    pub async fn commit_cursor(
+        &mut self,
+        staged: StagedFiles,
+        key: &str,
+        expected: Option<&str>,
+        next: &str,
+    ) -> Result<bool> {
+        let name = self.name();
+        let mut conflicts = 0;
+        loop {
+            if self.snapshot_property(key) != expected {
+                return Ok(false);
+            }
+            let tx = Transaction::new(&self.table);
+            let tx = tx
+                .fast_append()
+                .with_check_duplicate(false)
+                .add_data_files(staged.files.clone())
+                .set_snapshot_properties(HashMap::from([(key.to_string(), next.to_string())]))
+                .apply(tx)
+                .map_err(table_err(&name, "commit"))?;
+            let pinned = PinnedCatalog {
+                inner: &*self.catalog,
+                base: self.table.clone(),
+            };
+            match tx.commit(&pinned).await {
+                Ok(table) => {
+                    self.table = table;
+                    return Ok(true);
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::CatalogCommitConflicts
+                        && conflicts < MAX_COMMIT_CONFLICTS =>
+                {
+                    conflicts += 1;
                     self.refresh().await?;
                 }
                 Err(e) => return Err(table_err(&name, "commit")(e)),

@@ -8,6 +8,7 @@ mod schema_cmd;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pipelines::bronze::{self, BronzeConfig, KafkaConnection, RunOptions};
+use pipelines::silver::{self, SilverConfig};
 use pipelines::spec::PipelineSpec;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -212,13 +213,41 @@ async fn run(path: &Path, once: bool) -> Result<()> {
     let catalog = lakehouse::connect(&(&spec.lakehouse).into())
         .await
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
+    let silver = silver_configs(&spec, &configs, &catalog, &origin).await?;
     let kafka = KafkaConnection::from(&spec.kafka);
     let options = RunOptions { once };
     let stop = stop_on_signal()?;
-    let runs = configs
-        .iter()
-        .map(|c| bronze::run(&kafka, catalog.clone(), c, options, stop.clone()));
-    for report in futures::future::join_all(runs).await {
+    let bronze_runs = futures::future::join_all(
+        configs
+            .iter()
+            .map(|c| bronze::run(&kafka, catalog.clone(), c, options, stop.clone())),
+    );
+    let silver_runs = || {
+        futures::future::join_all(
+            silver
+                .iter()
+                .map(|c| silver::run(catalog.clone(), c, options, stop.clone())),
+        )
+    };
+    // Once: silver reads what bronze committed in this run. Continuously: side by side.
+    let (bronze_reports, silver_reports) = if once {
+        let b = bronze_runs.await;
+        (b, silver_runs().await)
+    } else {
+        tokio::join!(bronze_runs, silver_runs())
+    };
+    for report in silver_reports {
+        let r = report?;
+        tracing::info!(
+            table = %r.table,
+            source_snapshots = r.source_snapshots,
+            rows_read = r.rows_read,
+            rows = r.rows_written,
+            commits = r.commits,
+            "silver run finished"
+        );
+    }
+    for report in bronze_reports {
         let r = report?;
         tracing::info!(
             table = %r.table,
@@ -234,6 +263,34 @@ async fn run(path: &Path, once: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Compiles each silver table against its source's columns: the table's in the catalog, or,
+/// before the first run, those a bronze table of this spec will be created with.
+async fn silver_configs(
+    spec: &PipelineSpec,
+    bronze: &[BronzeConfig],
+    catalog: &std::sync::Arc<dyn lakehouse::Catalog>,
+    origin: &str,
+) -> Result<Vec<SilverConfig>> {
+    let mut out = Vec::new();
+    for (i, s) in spec.silver.iter().enumerate() {
+        let source = match lakehouse::IcebergTable::open_if_exists(catalog.clone(), &s.source)
+            .await
+            .with_context(|| format!("{origin}: silver[{i}].source"))?
+        {
+            Some(table) => table.arrow_schema().clone(),
+            None => match bronze.iter().find(|b| b.table == s.source) {
+                Some(b) => bronze::table_schema(b),
+                None => anyhow::bail!(
+                    "{origin}: silver[{i}].source: table {} does not exist, and no [[bronze]] of this spec writes it",
+                    s.source
+                ),
+            },
+        };
+        out.push(SilverConfig::new(s, &source, origin, i)?);
+    }
+    Ok(out)
 }
 
 /// Turns true on the first SIGTERM or SIGINT; a second one exits at once (every commit is

@@ -2,6 +2,7 @@
 
 pub mod bronze;
 mod error;
+pub mod silver;
 pub mod source;
 pub mod spec;
 

@@ -24,6 +24,40 @@ pub struct PipelineSpec {
     /// One entry per bronze table.
     #[serde(default)]
     pub bronze: Vec<BronzeSpec>,
+    /// One entry per silver table.
+    #[serde(default)]
+    pub silver: Vec<SilverSpec>,
+}
+
+/// A silver table: rows of a source table that pass `filter`, as the typed, cleansed
+/// `columns`, read incrementally (each commit records the last source snapshot it consumed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilverSpec {
+    /// `silver.NAME`.
+    pub table: String,
+    /// The table it reads, e.g. `bronze.web_events`.
+    pub source: String,
+    /// SQL boolean over the source's columns; rows for which it is not true are skipped.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The output columns, in order, each a SQL expression over the source's columns.
+    pub columns: Vec<ColumnSpec>,
+    /// Timestamp output column whose day partitions the table, if any.
+    #[serde(default)]
+    pub partition_by_day: Option<String>,
+    /// How often the source is checked for new snapshots.
+    #[serde(default = "default_silver_poll", deserialize_with = "duration")]
+    pub poll: Duration,
+}
+
+/// One output column of a silver table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    pub name: String,
+    /// A SQL expression (polars SQL), e.g. `lower(trim(user_id))` or `CAST(amount AS DOUBLE)`.
+    pub expr: String,
 }
 
 /// A Confluent-compatible schema registry (Confluent SR, Karapace, Apicurio, Redpanda, or
@@ -195,6 +229,9 @@ impl Default for CommitSpec {
     }
 }
 
+fn default_silver_poll() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_registry_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -250,8 +287,11 @@ impl PipelineSpec {
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers".into(), "must name at least one broker");
         }
-        if self.bronze.is_empty() {
-            return bad("bronze".into(), "at least one [[bronze]] table is required");
+        if self.bronze.is_empty() && self.silver.is_empty() {
+            return bad(
+                "bronze".into(),
+                "at least one [[bronze]] or [[silver]] table is required",
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, b) in self.bronze.iter().enumerate() {
@@ -291,6 +331,37 @@ impl PipelineSpec {
                     key("commit"),
                     "interval, max_rows and max_bytes must be above zero",
                 );
+            }
+        }
+        for (i, t) in self.silver.iter().enumerate() {
+            let key = |k: &str| format!("silver[{i}].{k}");
+            match t.table.split_once('.') {
+                Some(("silver", name)) if !name.is_empty() && !name.contains('.') => {}
+                _ => return bad(key("table"), "expected `silver.NAME`"),
+            }
+            if !seen.insert(&t.table) {
+                return bad(key("table"), "table is defined twice");
+            }
+            if t.source.split('.').count() != 2 || t.source == t.table {
+                return bad(
+                    key("source"),
+                    "expected another table, as NAMESPACE.NAME (e.g. bronze.web_events)",
+                );
+            }
+            if t.columns.is_empty() {
+                return bad(key("columns"), "expected at least one column");
+            }
+            let mut names = std::collections::HashSet::new();
+            for c in &t.columns {
+                if c.name.trim().is_empty() || !names.insert(c.name.as_str()) {
+                    return bad(
+                        key("columns"),
+                        &format!("column name {:?} is empty or repeated", c.name),
+                    );
+                }
+            }
+            if t.poll.is_zero() {
+                return bad(key("poll"), "must be longer than zero");
             }
         }
         Ok(())

@@ -675,6 +675,11 @@ impl<'a> Stage<'a> {
     }
 }
 
+/// The columns a new bronze table of `config` is created with.
+pub fn table_schema(config: &BronzeConfig) -> arrow::datatypes::SchemaRef {
+    batch::bronze_schema(&config.schema)
+}
+
 /// The schema the table of `config` reads Avro records with now (the spec's, for a table not
 /// created yet), as [`run`] would start with it.
 pub async fn current_reader_schema(

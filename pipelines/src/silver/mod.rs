@@ -1,0 +1,168 @@
+//! The silver stage: a source table's new rows → filter and typed, cleansed columns (polars
+//! SQL) → `silver.<table>`, each commit recording the last source snapshot it consumed, so a
+//! restart goes on from there and nothing is read twice or skipped.
+
+mod frame;
+mod transform;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use lakehouse::{Catalog, IcebergTable, TableDefinition};
+use tokio::sync::watch;
+
+use crate::bronze::RunOptions;
+use crate::error::{Error, Result};
+use crate::spec::SilverSpec;
+use transform::Transform;
+
+/// Snapshot property of a silver commit: the last source snapshot it consumed.
+pub const CURSOR_PROPERTY: &str = "medallion.silver.source-snapshot";
+
+/// At most this many source snapshots go into one silver commit.
+const SNAPSHOTS_PER_COMMIT: usize = 32;
+
+/// A silver table's settings, checked against its source's columns.
+#[derive(Debug)]
+pub struct SilverConfig {
+    pub spec: SilverSpec,
+    transform: Transform,
+}
+
+impl SilverConfig {
+    /// Compiles the spec's filter and columns against the source's columns; a bad expression
+    /// is refused naming the file, the table, the key and polars' message.
+    pub fn new(spec: &SilverSpec, source: &SchemaRef, origin: &str, index: usize) -> Result<Self> {
+        let transform = Transform::new(spec, source).map_err(|(key, message)| {
+            Error::Spec(format!(
+                "{origin}: silver[{index}].{key} (table {}): {message}",
+                spec.table
+            ))
+        })?;
+        Ok(Self {
+            spec: spec.clone(),
+            transform,
+        })
+    }
+
+    /// The silver table's columns.
+    pub fn output(&self) -> &SchemaRef {
+        self.transform.output()
+    }
+}
+
+/// What a silver run did.
+#[derive(Debug, Clone, Default)]
+pub struct SilverReport {
+    pub table: String,
+    pub source_snapshots: u64,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub commits: u64,
+}
+
+/// Runs one silver table until `once` has caught up with the source's current snapshot, or
+/// `stop` turns true.
+pub async fn run(
+    catalog: Arc<dyn Catalog>,
+    config: &SilverConfig,
+    options: RunOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<SilverReport> {
+    let spec = &config.spec;
+    let mut report = SilverReport {
+        table: spec.table.clone(),
+        ..Default::default()
+    };
+    let mut source = loop {
+        if let Some(t) = IcebergTable::open_if_exists(catalog.clone(), &spec.source).await? {
+            break t;
+        }
+        if options.once {
+            tracing::info!(table = %spec.table, source = %spec.source, "source table does not exist yet: nothing to do");
+            return Ok(report);
+        }
+        if wait(&mut stop, spec.poll).await {
+            return Ok(report);
+        }
+    };
+    let mut table = IcebergTable::open_or_create(
+        catalog.clone(),
+        &TableDefinition {
+            name: spec.table.clone(),
+            schema: config.output().clone(),
+            partition_by_day: spec.partition_by_day.clone(),
+        },
+    )
+    .await?;
+    loop {
+        source.refresh().await?;
+        let cursor = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
+        let after = match &cursor {
+            None => None,
+            Some(c) => Some(c.parse::<i64>().map_err(|_| Error::Stage {
+                table: spec.table.clone(),
+                message: format!("snapshot property {CURSOR_PROPERTY} is {c:?}, not a snapshot id"),
+            })?),
+        };
+        let pending = source.appends_after(after)?;
+        if pending.is_empty() {
+            if options.once || wait(&mut stop, spec.poll).await {
+                break;
+            }
+            continue;
+        }
+        for chunk in pending.chunks(SNAPSHOTS_PER_COMMIT) {
+            let started = Instant::now();
+            let batches = source.scan_appended(chunk).await?;
+            let rows_read: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let out = batches
+                .iter()
+                .map(|b| config.transform.apply(b))
+                .collect::<std::result::Result<Vec<_>, String>>()
+                .and_then(|out| transform::concat(&config.transform, &out))
+                .map_err(|message| Error::Stage {
+                    table: spec.table.clone(),
+                    message,
+                })?;
+            let staged = table.write(&out).await?;
+            let last = chunk[chunk.len() - 1].to_string();
+            let expected = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
+            if !table
+                .commit_cursor(staged, CURSOR_PROPERTY, expected.as_deref(), &last)
+                .await?
+            {
+                tracing::warn!(table = %spec.table, "another worker moved the cursor: starting over from it");
+                table.refresh().await?;
+                break;
+            }
+            report.source_snapshots += chunk.len() as u64;
+            report.rows_read += rows_read as u64;
+            report.rows_written += out.num_rows() as u64;
+            report.commits += 1;
+            tracing::info!(
+                table = %spec.table,
+                source_snapshot = %last,
+                rows_read,
+                rows = out.num_rows(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "committed"
+            );
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Sleeps for `poll` unless `stop` turns true first; whether it did.
+async fn wait(stop: &mut watch::Receiver<bool>, poll: std::time::Duration) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(poll) => false,
+        // A dropped sender means nobody can ask to stop: sleep on.
+        Ok(_) = stop.wait_for(|s| *s) => true,
+    };
+    stopped || *stop.borrow()
+}
