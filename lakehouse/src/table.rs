@@ -508,6 +508,56 @@ impl IcebergTable {
         stream.try_collect().await.map_err(table_err(&name, "scan"))
     }
 
+    /// Appends `staged`; a concurrent commit only makes it rebase (for tables that several
+    /// writers append to independently).
+    pub async fn append(&mut self, staged: StagedFiles) -> Result<()> {
+        let name = self.name();
+        let tx = Transaction::new(&self.table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(staged.files)
+            .apply(tx)
+            .map_err(table_err(&name, "commit"))?;
+        self.table = tx
+            .commit(&*self.catalog)
+            .await
+            .map_err(table_err(&name, "commit"))?;
+        Ok(())
+    }
+
+    /// The current snapshot and its ancestors, newest first: id, commit time (ms) and summary
+    /// properties.
+    pub fn history(&self) -> Vec<(i64, i64, &HashMap<String, String>)> {
+        let metadata = self.table.metadata();
+        let mut out = Vec::new();
+        let mut next = metadata.current_snapshot_id();
+        while let Some(snapshot) = next.and_then(|id| metadata.snapshot_by_id(id)) {
+            out.push((
+                snapshot.snapshot_id(),
+                snapshot.timestamp_ms(),
+                &snapshot.summary().additional_properties,
+            ));
+            next = snapshot.parent_snapshot_id();
+        }
+        out
+    }
+
+    /// Reads `columns` of every row.
+    pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
+        let name = self.name();
+        if self.table.metadata().current_snapshot().is_none() {
+            return Ok(Vec::new());
+        }
+        let scan = self
+            .table
+            .scan()
+            .select(columns.iter().cloned())
+            .build()
+            .map_err(table_err(&name, "scan"))?;
+        let stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
+        stream.try_collect().await.map_err(table_err(&name, "scan"))
+    }
+
     /// A property of the current snapshot's summary.
     pub fn snapshot_property(&self, key: &str) -> Option<&str> {
         self.table
@@ -529,7 +579,10 @@ impl IcebergTable {
         key: &str,
         expected: Option<&str>,
         next: &str,
+        extra: &[(String, String)],
     ) -> Result<bool> {
+        let mut properties: HashMap<String, String> = extra.iter().cloned().collect();
+        properties.insert(key.to_string(), next.to_string());
         let name = self.name();
         let mut conflicts = 0;
         loop {
@@ -541,7 +594,7 @@ impl IcebergTable {
                 .fast_append()
                 .with_check_duplicate(false)
                 .add_data_files(staged.files.clone())
-                .set_snapshot_properties(HashMap::from([(key.to_string(), next.to_string())]))
+                .set_snapshot_properties(properties.clone())
                 .apply(tx)
                 .map_err(table_err(&name, "commit"))?;
             let pinned = PinnedCatalog {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use lakehouse::{IcebergTable, LakehouseLocation};
 use pipelines::bronze::{self, BronzeConfig, BronzeReport, KafkaConnection, RunOptions};
+use pipelines::silver::{self, SilverConfig};
 use pipelines::spec::{PipelineSpec, RegistrySpec};
 use rdkafka::mocking::MockCluster;
 use schemas::registry::RegistryClient;
@@ -58,6 +59,31 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
         "schema registry at {registry_url}: {} is schema id {sensor_id}",
         configs[1].subject
     );
+    let silver = spec
+        .silver
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let source = configs
+                .iter()
+                .find(|c| c.table == s.source)
+                .with_context(|| {
+                    format!(
+                        "demo: silver[{i}].source {} is not a bronze table",
+                        s.source
+                    )
+                })?;
+            Ok(SilverConfig::new(
+                s,
+                &bronze::table_schema(source),
+                "demo",
+                i,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for s in &spec.silver {
+        cluster.create_topic(&s.dlq_topic(), 1, 1)?;
+    }
     for (c, partitions) in configs.iter().zip([3, 2]) {
         for topic in &c.topics {
             cluster.create_topic(topic, partitions, 1)?;
@@ -100,9 +126,17 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
     let (_keep, stop) = tokio::sync::watch::channel(false);
     let (a, b) = tokio::join!(
         bronze::run(&kafka, catalog.clone(), &configs[0], once, stop.clone()),
-        bronze::run(&kafka, catalog.clone(), &configs[1], once, stop),
+        bronze::run(&kafka, catalog.clone(), &configs[1], once, stop.clone()),
     );
     let reports = [a?, b?];
+    // Silver reads what bronze committed, one table per event type.
+    let silver_started = Instant::now();
+    let mut silver_reports = Vec::new();
+    for config in &silver {
+        silver_reports
+            .push(silver::run(&kafka, catalog.clone(), config, once, stop.clone()).await?);
+    }
+    let silver_elapsed = silver_started.elapsed();
     let elapsed = started.elapsed();
 
     println!(
@@ -117,6 +151,21 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
         print_report(r);
     }
     println!(
+        "\nsilver finished in {:.1} s\n\n{:<24} {:>10} {:>10} {:>11}  rows failing each expectation",
+        silver_elapsed.as_secs_f64(),
+        "table",
+        "read",
+        "rows",
+        "dropped"
+    );
+    for r in &silver_reports {
+        print_row(
+            &r.table,
+            [r.rows_read, r.rows_written, r.rows_dropped],
+            &r.expectation_failures,
+        );
+    }
+    println!(
         "\ngenerated: {} duplicates and {} malformed web events, {} malformed sensor readings",
         web.duplicates, web.malformed, sensors.malformed
     );
@@ -127,8 +176,14 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
         abs.display()
     );
     println!("\nquery it with DuckDB (iceberg extension):");
-    for r in &reports {
-        let table = IcebergTable::open(catalog.clone(), &r.table).await?;
+    let tables = reports
+        .iter()
+        .map(|r| &r.table)
+        .chain(silver_reports.iter().map(|r| &r.table))
+        .map(String::as_str)
+        .chain([silver::QUALITY_TABLE]);
+    for name in tables {
+        let table = IcebergTable::open(catalog.clone(), name).await?;
         if let Some(meta) = table.metadata_location() {
             let path = meta.strip_prefix("file://").unwrap_or(meta);
             println!("  SELECT count(*) FROM iceberg_scan('{path}');");
@@ -138,21 +193,30 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
 }
 
 fn print_report(r: &BronzeReport) {
-    let dlq: Vec<String> = r
-        .dead_lettered
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    print_row(
+        &r.table,
+        [r.records_consumed, r.rows_written, r.duplicates_dropped],
+        &r.dead_lettered,
+    );
+}
+
+/// A table, three counts, and `reason=count` pairs (or `-`).
+fn print_row<K: std::fmt::Display>(
+    table: &str,
+    counts: [u64; 3],
+    by: &std::collections::BTreeMap<K, u64>,
+) {
+    let by: Vec<String> = by.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
         "{:<24} {:>10} {:>10} {:>11}  {}",
-        r.table,
-        r.records_consumed,
-        r.rows_written,
-        r.duplicates_dropped,
-        if dlq.is_empty() {
+        table,
+        counts[0],
+        counts[1],
+        counts[2],
+        if by.is_empty() {
             "-".to_string()
         } else {
-            dlq.join(" ")
+            by.join(" ")
         }
     );
 }

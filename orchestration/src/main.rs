@@ -226,7 +226,7 @@ async fn run(path: &Path, once: bool) -> Result<()> {
         futures::future::join_all(
             silver
                 .iter()
-                .map(|c| silver::run(catalog.clone(), c, options, stop.clone())),
+                .map(|c| silver::run(&kafka, catalog.clone(), c, options, stop.clone())),
         )
     };
     // Once: silver reads what bronze committed in this run. Continuously: side by side.
@@ -243,6 +243,7 @@ async fn run(path: &Path, once: bool) -> Result<()> {
             source_snapshots = r.source_snapshots,
             rows_read = r.rows_read,
             rows = r.rows_written,
+            dropped = r.rows_dropped,
             commits = r.commits,
             "silver run finished"
         );

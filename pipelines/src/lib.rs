@@ -1,9 +1,14 @@
 //! Pipelines: the spec file and the stages that move data from Kafka into the lakehouse.
 
 pub mod bronze;
+mod dlq;
 mod error;
 pub mod silver;
 pub mod source;
 pub mod spec;
 
 pub use error::{Error, Result};
+
+/// Woken after every bronze commit of this process, so silver stages read it at once instead of
+/// at their next poll.
+pub(crate) static TABLE_COMMITS: tokio::sync::Notify = tokio::sync::Notify::const_new();

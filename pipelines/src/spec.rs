@@ -43,12 +43,54 @@ pub struct SilverSpec {
     pub filter: Option<String>,
     /// The output columns, in order, each a SQL expression over the source's columns.
     pub columns: Vec<ColumnSpec>,
+    /// Checks on the output rows, in the style of declarative pipelines.
+    #[serde(default)]
+    pub expectations: Vec<ExpectationSpec>,
+    /// Topic for rows dropped by expectations; default `<table>.dlq` (e.g. `silver.purchases.dlq`).
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
     /// Timestamp output column whose day partitions the table, if any.
     #[serde(default)]
     pub partition_by_day: Option<String>,
     /// How often the source is checked for new snapshots.
     #[serde(default = "default_silver_poll", deserialize_with = "duration")]
     pub poll: Duration,
+    /// At most this many source snapshots go into one commit.
+    #[serde(default = "default_batch_snapshots")]
+    pub batch_snapshots: usize,
+}
+
+/// A named check on a silver table's output rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectationSpec {
+    /// Lower-case letters, digits and `_`; the DLQ reason is `expectation.<name>`.
+    pub name: String,
+    /// SQL boolean over the output columns; a row fails when it is false or null.
+    pub check: String,
+    pub on_fail: OnFail,
+}
+
+/// What a failed expectation does to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFail {
+    /// Keep the row; count it.
+    Warn,
+    /// Send the row (as JSON) to the DLQ with reason `expectation.<name>`; count it.
+    Drop,
+    /// Stop the stage; nothing of the batch is committed.
+    Fail,
+}
+
+impl OnFail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFail::Warn => "warn",
+            OnFail::Drop => "drop",
+            OnFail::Fail => "fail",
+        }
+    }
 }
 
 /// One output column of a silver table.
@@ -56,8 +98,21 @@ pub struct SilverSpec {
 #[serde(deny_unknown_fields)]
 pub struct ColumnSpec {
     pub name: String,
-    /// A SQL expression (polars SQL), e.g. `lower(trim(user_id))` or `CAST(amount AS DOUBLE)`.
+    /// A SQL expression (polars SQL), e.g. `lower(trim(user_id))` or `CAST(amount AS DOUBLE)`;
+    /// `json_get(column, 'a.b')` reads a field of a JSON text column (nested payloads).
     pub expr: String,
+    /// Personal data: `hash` (salted SHA-256, hex; the salt comes from the environment
+    /// variable `MEDALLION_PII_SALT`) or `mask` (all but the last 4 characters as `*`).
+    #[serde(default)]
+    pub pii: Option<Pii>,
+}
+
+/// How a column of personal data is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pii {
+    Hash,
+    Mask,
 }
 
 /// A Confluent-compatible schema registry (Confluent SR, Karapace, Apicurio, Redpanda, or
@@ -229,6 +284,9 @@ impl Default for CommitSpec {
     }
 }
 
+fn default_batch_snapshots() -> usize {
+    32
+}
 fn default_silver_poll() -> Duration {
     Duration::from_secs(1)
 }
@@ -360,11 +418,38 @@ impl PipelineSpec {
                     );
                 }
             }
+            let mut checks = std::collections::HashSet::new();
+            for e in &t.expectations {
+                let valid = !e.name.is_empty()
+                    && e.name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid || !checks.insert(e.name.as_str()) {
+                    return bad(
+                        key("expectations"),
+                        &format!(
+                            "expectation name {:?} is repeated or not lower-case letters, digits and _",
+                            e.name
+                        ),
+                    );
+                }
+            }
             if t.poll.is_zero() {
                 return bad(key("poll"), "must be longer than zero");
             }
+            if t.batch_snapshots == 0 {
+                return bad(key("batch_snapshots"), "must be at least 1");
+            }
         }
         Ok(())
+    }
+}
+
+impl SilverSpec {
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.table))
     }
 }
 

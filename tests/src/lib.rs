@@ -344,6 +344,18 @@ impl Workspace {
         OffsetReader::connect(self)?.read(table)
     }
 
+    /// The table's current snapshot id (`None`: no commit yet, or no table).
+    pub fn current_snapshot(&self, table: &str) -> Result<Option<i64>> {
+        let reader = OffsetReader::connect(self)?;
+        reader.rt.block_on(async {
+            Ok(
+                lakehouse::IcebergTable::open_if_exists(reader.catalog.clone(), table)
+                    .await?
+                    .and_then(|t| t.current_snapshot_id()),
+            )
+        })
+    }
+
     /// Waits until the table has consumed `topic` up to `ends`.
     pub fn wait_for_offsets(
         &self,

@@ -2,7 +2,12 @@
 //! computing the same definition over bronze; incremental runs add exactly the new rows.
 
 use anyhow::Result;
-use e2e::{broker, create_topic, medallion_output, run_once, unique, Workspace};
+use std::time::{Duration, Instant};
+
+use e2e::{
+    broker, create_topic, medallion_output, produce, read_topic, run_once, spawn_run, terminate,
+    unique, web_event, Workspace,
+};
 
 const PURCHASE_COLUMNS: &str = r#"
 [[silver]]
@@ -18,6 +23,11 @@ columns = [
   { name = "event_time", expr = "event_time" },
 ]
 partition_by_day = "event_time"
+dlq_topic = "DLQ_TOPIC"
+expectations = [
+  { name = "known_country", check = "country <> 'other'", on_fail = "warn" },
+  { name = "big_enough", check = "amount_cents >= 500", on_fail = "drop" },
+]
 
 [[silver]]
 table = "silver.page_views"
@@ -27,6 +37,9 @@ columns = [
   { name = "event_id", expr = "event_id" },
   { name = "page", expr = "lower(page)" },
   { name = "user_id", expr = "user_id" },
+  { name = "user_hash", expr = "user_id", pii = "hash" },
+  { name = "user_mask", expr = "user_id", pii = "mask" },
+  { name = "referrer", expr = "json_get(payload, 'referrer')" },
   { name = "event_time", expr = "event_time" },
 ]
 "#;
@@ -35,13 +48,32 @@ columns = [
 const ORACLES: [(&str, &str); 2] = [
     (
         "silver.purchases",
-        "SELECT event_id, upper(trim(user_id)), amount * 100, COALESCE(currency, 'EUR'), CASE country WHEN 'DE' THEN 'Germany' WHEN 'US' THEN 'United States' ELSE 'other' END, event_time FROM t WHERE event_type = 'purchase' ORDER BY event_id",
+        "SELECT event_id, upper(trim(user_id)), amount * 100, COALESCE(currency, 'EUR'), CASE country WHEN 'DE' THEN 'Germany' WHEN 'US' THEN 'United States' ELSE 'other' END, event_time FROM t WHERE event_type = 'purchase' AND amount * 100 >= 500 ORDER BY event_id",
     ),
     (
         "silver.page_views",
-        "SELECT event_id, lower(page), user_id, event_time FROM t WHERE event_type = 'page_view' ORDER BY event_id",
+        "SELECT event_id, lower(page), user_id, sha256('test-salt' || user_id), CASE WHEN length(user_id) <= 4 THEN repeat('*', length(user_id)) ELSE repeat('*', length(user_id) - 4) || right(user_id, 4) END, json_extract_string(payload, '$.referrer'), event_time FROM t WHERE event_type = 'page_view' ORDER BY event_id",
     ),
 ];
+
+/// The expectations' counts, computed by DuckDB over bronze with the same predicates.
+const COUNTS_ORACLE: &str = "SELECT 'big_enough', count(*) FILTER (WHERE amount * 100 >= 500), count(*) FILTER (WHERE NOT coalesce(amount * 100 >= 500, false)) FROM t WHERE event_type = 'purchase' UNION ALL SELECT 'known_country', count(*) FILTER (WHERE country IN ('DE', 'US')), count(*) FILTER (WHERE country IS NULL OR country NOT IN ('DE', 'US')) FROM t WHERE event_type = 'purchase' ORDER BY 1";
+
+fn spec_with_silver(ws: &Workspace, topic: &str, silver: &str) -> Result<std::path::PathBuf> {
+    let spec = ws.web_spec(topic, "bronze.web_events", r#"{ interval = "1s" }"#, "")?;
+    let silver = silver.replace("DLQ_TOPIC", &format!("{topic}.silver.dlq"));
+    std::fs::write(&spec, std::fs::read_to_string(&spec)? + &silver)?;
+    Ok(spec)
+}
+
+/// A workspace and a new topic (with its DLQ topic) of `partitions` partitions.
+fn workspace_with_topic(partitions: i32) -> Result<(Workspace, String)> {
+    let ws = Workspace::new()?;
+    let topic = unique("web");
+    create_topic(&topic, partitions)?;
+    create_topic(&format!("{topic}.dlq"), 1)?;
+    Ok((ws, topic))
+}
 
 fn generate(ws: &Workspace, topic: &str, events: &str, seed: &str) -> Result<()> {
     let b = broker();
@@ -82,13 +114,10 @@ fn assert_silver_matches_bronze(ws: &Workspace) -> Result<usize> {
 
 #[test]
 fn silver_tables_equal_their_definitions_over_bronze_run_after_run() -> Result<()> {
-    let ws = Workspace::new()?;
-    let topic = unique("web");
-    create_topic(&topic, 3)?;
-    create_topic(&format!("{topic}.dlq"), 1)?;
-    let spec = ws.web_spec(&topic, "bronze.web_events", r#"{ interval = "1s" }"#, "")?;
-    let text = std::fs::read_to_string(&spec)? + PURCHASE_COLUMNS;
-    std::fs::write(&spec, text)?;
+    // The salt of `pii = "hash"` columns, inherited by `medallion`.
+    std::env::set_var("MEDALLION_PII_SALT", "test-salt");
+    let (ws, topic) = workspace_with_topic(3)?;
+    let spec = spec_with_silver(&ws, &topic, PURCHASE_COLUMNS)?;
 
     generate(&ws, &topic, "3000", "5")?;
     run_once(&ws, &spec)?;
@@ -106,6 +135,74 @@ fn silver_tables_equal_their_definitions_over_bronze_run_after_run() -> Result<(
     // Nothing new: a third run commits nothing and changes nothing.
     run_once(&ws, &spec)?;
     assert_eq!(assert_silver_matches_bronze(&ws)?, second);
+
+    // Expectation counts, summed over the commits, equal DuckDB's over bronze.
+    let expected = ws.duckdb("bronze.web_events", COUNTS_ORACLE)?;
+    let got = ws.duckdb(
+        "quality.expectations",
+        "SELECT expectation, CAST(sum(passed) AS BIGINT), CAST(sum(failed) AS BIGINT) FROM t WHERE dataset = 'silver.purchases' GROUP BY 1 ORDER BY 1",
+    )?;
+    assert_eq!(got, expected);
+    // The dropped rows are in the DLQ with their reason, as JSON, each once.
+    let mut dropped: Vec<String> = read_topic(&format!("{topic}.silver.dlq"))?
+        .iter()
+        .map(|d| {
+            assert_eq!(d.header("medallion.error.reason"), "expectation.big_enough");
+            assert_eq!(
+                d.header("medallion.error.source.table"),
+                "bronze.web_events"
+            );
+            let row: serde_json::Value =
+                serde_json::from_slice(d.value.as_deref().unwrap_or_default()).unwrap_or_default();
+            row["event_id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    dropped.sort();
+    let small = ws.duckdb(
+        "bronze.web_events",
+        "SELECT event_id FROM t WHERE event_type = 'purchase' AND amount * 100 < 500 ORDER BY event_id",
+    )?;
+    let small: Vec<String> = small
+        .iter()
+        .map(|r| r[0].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(!small.is_empty());
+    assert_eq!(dropped, small);
+    Ok(())
+}
+
+#[test]
+fn a_failing_fail_expectation_stops_the_stage_and_commits_nothing() -> Result<()> {
+    let (ws, topic) = workspace_with_topic(1)?;
+    let strict = r#"
+[[silver]]
+table = "silver.strict"
+source = "bronze.web_events"
+filter = "event_type = 'purchase'"
+columns = [{ name = "event_id", expr = "event_id" }, { name = "cents", expr = "amount * 100" }]
+expectations = [{ name = "under_100", check = "cents < 10000", on_fail = "fail" }]
+"#;
+    let spec = spec_with_silver(&ws, &topic, strict)?;
+    generate(&ws, &topic, "1000", "7")?;
+    let out = medallion_output(
+        &["run", spec.to_str().unwrap_or_default(), "--once"],
+        ws.path(),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let counts = ws.duckdb(
+        "bronze.web_events",
+        "SELECT count(*) FILTER (WHERE NOT coalesce(amount * 100 < 10000, false)), count(*) FROM t WHERE event_type = 'purchase'",
+    )?;
+    let (failed, read) = (&counts[0][0], &counts[0][1]);
+    assert!(
+        stderr.contains(&format!(
+            "expectation `under_100` (on_fail = fail) failed on {failed} of {read} rows read from bronze.web_events snapshots "
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing of them was committed"), "{stderr}");
+    assert_eq!(ws.current_snapshot("silver.strict")?, None);
     Ok(())
 }
 
@@ -114,9 +211,8 @@ fn a_bad_expression_is_refused_at_start_naming_table_and_column() -> Result<()> 
     let ws = Workspace::new()?;
     let topic = unique("web");
     create_topic(&topic, 1)?;
-    let spec = ws.web_spec(&topic, "bronze.web_events", r#"{ interval = "1s" }"#, "")?;
     let bad = PURCHASE_COLUMNS.replace("upper(trim(user_id))", "upper(trim(user_idd))");
-    std::fs::write(&spec, std::fs::read_to_string(&spec)? + &bad)?;
+    let spec = spec_with_silver(&ws, &topic, &bad)?;
     let out = medallion_output(
         &["run", spec.to_str().unwrap_or_default(), "--once"],
         ws.path(),
@@ -130,5 +226,42 @@ fn a_bad_expression_is_refused_at_start_naming_table_and_column() -> Result<()> 
     assert!(stderr.starts_with(&prefix), "{stderr}");
     assert!(stderr.contains("user_idd"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn in_one_process_a_bronze_commit_wakes_silver_at_once() -> Result<()> {
+    let (ws, topic) = workspace_with_topic(1)?;
+    // Polling once an hour: only being woken by bronze's commit gets the rows through in time.
+    let hourly = r#"
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }]
+poll = "1h"
+"#;
+    let spec = spec_with_silver(&ws, &topic, hourly)?;
+    let mut run = spawn_run(&spec, &ws.path().join("run.log"), &[])?;
+    let events: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let user = format!("u{i}");
+            (
+                user.clone(),
+                web_event(&format!("f-{i}"), &user, 1_767_225_600_000 + i),
+            )
+        })
+        .collect();
+    produce(&topic, &events)?;
+    ws.wait_for_offsets("bronze.web_events", &topic, &[100], Duration::from_secs(60))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ws.current_snapshot("silver.views")?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(&mut run)?;
+    let rows = ws.duckdb(
+        "silver.views",
+        "SELECT count(*), count(DISTINCT event_id) FROM t",
+    )?;
+    assert_eq!(rows, [[serde_json::json!(100), serde_json::json!(100)]]);
     Ok(())
 }

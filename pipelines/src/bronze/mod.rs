@@ -5,7 +5,6 @@ mod batch;
 mod config;
 mod decode;
 mod dedupe;
-mod dlq;
 mod writers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,6 +18,7 @@ use tokio::time::sleep_until;
 
 pub use config::{BronzeConfig, KafkaConnection, RegistryRead};
 
+use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
 use crate::source::{
     KafkaSource, OffsetLookup, SourceCommand, SourceConfig, SourceEvent, SourceRecord,
@@ -27,7 +27,6 @@ use crate::source::{
 use batch::BatchBuilder;
 use decode::RowDecoder;
 use dedupe::Deduplicator;
-use dlq::DeadLetter;
 use writers::{Lookup, Verdict, WriterSchemas};
 
 /// Table property holding the Avro schema the table's records are read with, once a writer
@@ -637,6 +636,7 @@ impl<'a> Stage<'a> {
                     d.commit();
                 }
                 self.source.command(SourceCommand::CommitOffsets(offsets));
+                crate::TABLE_COMMITS.notify_waiters();
                 self.report.commits += 1;
                 self.report.rows_written += rows as u64;
                 let (keys, key_bytes) = self

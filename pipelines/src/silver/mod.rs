@@ -2,7 +2,10 @@
 //! SQL) → `silver.<table>`, each commit recording the last source snapshot it consumed, so a
 //! restart goes on from there and nothing is read twice or skipped.
 
+mod expect;
 mod frame;
+mod personal;
+mod quality;
 mod transform;
 
 use std::sync::Arc;
@@ -12,37 +15,42 @@ use arrow::datatypes::SchemaRef;
 use lakehouse::{Catalog, IcebergTable, TableDefinition};
 use tokio::sync::watch;
 
-use crate::bronze::RunOptions;
+use crate::bronze::{KafkaConnection, RunOptions};
+use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
-use crate::spec::SilverSpec;
+use crate::spec::{OnFail, SilverSpec};
+use expect::Expectations;
+pub use quality::{COUNTS_PROPERTY, QUALITY_TABLE};
 use transform::Transform;
 
 /// Snapshot property of a silver commit: the last source snapshot it consumed.
 pub const CURSOR_PROPERTY: &str = "medallion.silver.source-snapshot";
-
-/// At most this many source snapshots go into one silver commit.
-const SNAPSHOTS_PER_COMMIT: usize = 32;
 
 /// A silver table's settings, checked against its source's columns.
 #[derive(Debug)]
 pub struct SilverConfig {
     pub spec: SilverSpec,
     transform: Transform,
+    expectations: Expectations,
 }
 
 impl SilverConfig {
     /// Compiles the spec's filter and columns against the source's columns; a bad expression
     /// is refused naming the file, the table, the key and polars' message.
     pub fn new(spec: &SilverSpec, source: &SchemaRef, origin: &str, index: usize) -> Result<Self> {
-        let transform = Transform::new(spec, source).map_err(|(key, message)| {
+        let refused = |(key, message): (String, String)| {
             Error::Spec(format!(
                 "{origin}: silver[{index}].{key} (table {}): {message}",
                 spec.table
             ))
-        })?;
+        };
+        let transform = Transform::new(spec, source).map_err(refused)?;
+        let expectations =
+            Expectations::new(&spec.expectations, transform.output()).map_err(refused)?;
         Ok(Self {
             spec: spec.clone(),
             transform,
+            expectations,
         })
     }
 
@@ -59,12 +67,17 @@ pub struct SilverReport {
     pub source_snapshots: u64,
     pub rows_read: u64,
     pub rows_written: u64,
+    /// Rows dropped by expectations (sent to the DLQ).
+    pub rows_dropped: u64,
+    /// Per expectation: rows that failed it.
+    pub expectation_failures: std::collections::BTreeMap<String, u64>,
     pub commits: u64,
 }
 
 /// Runs one silver table until `once` has caught up with the source's current snapshot, or
 /// `stop` turns true.
 pub async fn run(
+    kafka: &KafkaConnection,
     catalog: Arc<dyn Catalog>,
     config: &SilverConfig,
     options: RunOptions,
@@ -96,6 +109,23 @@ pub async fn run(
         },
     )
     .await?;
+    let drops = spec.expectations.iter().any(|e| e.on_fail == OnFail::Drop);
+    let mut dlq = match drops {
+        false => None,
+        true => Some(
+            DeadLetter::connect(
+                &kafka.brokers,
+                &kafka.producer_properties,
+                &spec.dlq_topic(),
+                "silver",
+                kafka.connect_timeout,
+            )
+            .await?,
+        ),
+    };
+    if !config.expectations.is_empty() {
+        quality::record(catalog.clone(), &table).await?;
+    }
     loop {
         source.refresh().await?;
         let cursor = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
@@ -113,7 +143,7 @@ pub async fn run(
             }
             continue;
         }
-        for chunk in pending.chunks(SNAPSHOTS_PER_COMMIT) {
+        for chunk in pending.chunks(spec.batch_snapshots) {
             let started = Instant::now();
             let batches = source.scan_appended(chunk).await?;
             let rows_read: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -126,11 +156,63 @@ pub async fn run(
                     table: spec.table.clone(),
                     message,
                 })?;
-            let staged = table.write(&out).await?;
             let last = chunk[chunk.len() - 1].to_string();
+            let range = format!("{}..={last}", chunk[0]);
+            let stage_err = |message: String| Error::Stage {
+                table: spec.table.clone(),
+                message,
+            };
+            let read = out.num_rows();
+            let judged = config.expectations.judge(out).map_err(stage_err)?;
+            if let Some((name, failed, row)) = &judged.failure {
+                let example = expect::rows_as_json(row)
+                    .ok()
+                    .and_then(|rows| rows.into_iter().next())
+                    .map(|r| String::from_utf8_lossy(&r).into_owned())
+                    .unwrap_or_default();
+                return Err(stage_err(format!(
+                    "expectation `{name}` (on_fail = fail) failed on {failed} of {read} rows read from {} snapshots {range}, e.g. {example}; nothing of them was committed",
+                    spec.source
+                )));
+            }
+            let mut dropped = 0;
+            if let Some(dlq) = dlq.as_mut() {
+                for (rows, name) in &judged.dropped {
+                    let check = spec
+                        .expectations
+                        .iter()
+                        .find(|e| &e.name == name)
+                        .map_or("", |e| e.check.as_str());
+                    let reason = format!("expectation.{name}");
+                    let message = format!("`{check}` is not true");
+                    for json in expect::rows_as_json(rows).map_err(stage_err)? {
+                        dlq.send_row(&json, &reason, &message, &spec.source, &range)?;
+                        dropped += 1;
+                    }
+                }
+                dlq.flush().await?;
+            }
+            for c in &judged.counts {
+                *report
+                    .expectation_failures
+                    .entry(c.name.clone())
+                    .or_default() += c.failed;
+            }
+            for c in judged.counts.iter().filter(|c| c.failed > 0) {
+                tracing::warn!(table = %spec.table, expectation = %c.name, action = %c.action, failed = c.failed, passed = c.passed, "expectation not met");
+            }
+            let out = judged.kept;
+            let staged = table.write(&out).await?;
+            let extra = match config.expectations.is_empty() {
+                true => Vec::new(),
+                false => vec![(
+                    COUNTS_PROPERTY.to_string(),
+                    serde_json::to_string(&judged.counts).map_err(|e| stage_err(e.to_string()))?,
+                )],
+            };
             let expected = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
             if !table
-                .commit_cursor(staged, CURSOR_PROPERTY, expected.as_deref(), &last)
+                .commit_cursor(staged, CURSOR_PROPERTY, expected.as_deref(), &last, &extra)
                 .await?
             {
                 tracing::warn!(table = %spec.table, "another worker moved the cursor: starting over from it");
@@ -140,7 +222,12 @@ pub async fn run(
             report.source_snapshots += chunk.len() as u64;
             report.rows_read += rows_read as u64;
             report.rows_written += out.num_rows() as u64;
+            report.rows_dropped += dropped;
             report.commits += 1;
+            crate::TABLE_COMMITS.notify_waiters();
+            if !config.expectations.is_empty() {
+                quality::record(catalog.clone(), &table).await?;
+            }
             tracing::info!(
                 table = %spec.table,
                 source_snapshot = %last,
@@ -157,10 +244,12 @@ pub async fn run(
     Ok(report)
 }
 
-/// Sleeps for `poll` unless `stop` turns true first; whether it did.
+/// Sleeps for `poll`, or until a table of this process commits, unless `stop` turns true
+/// first; whether it did.
 async fn wait(stop: &mut watch::Receiver<bool>, poll: std::time::Duration) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(poll) => false,
+        _ = crate::TABLE_COMMITS.notified() => false,
         // A dropped sender means nobody can ask to stop: sleep on.
         Ok(_) = stop.wait_for(|s| *s) => true,
     };

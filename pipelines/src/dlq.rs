@@ -85,19 +85,16 @@ impl DeadLetter {
                 value: v.as_deref(),
             });
         }
-        for (key, value) in [
-            ("medallion.error.stage", self.stage),
-            ("medallion.error.reason", reason),
-            ("medallion.error.message", message),
-            ("medallion.error.source.topic", &record.topic),
-            ("medallion.error.source.partition", &partition),
-            ("medallion.error.source.offset", &offset),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
+        let headers = self.error_headers(
+            headers,
+            reason,
+            message,
+            [
+                ("medallion.error.source.topic", &record.topic),
+                ("medallion.error.source.partition", &partition),
+                ("medallion.error.source.offset", &offset),
+            ],
+        );
         let mut future_record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.topic).headers(headers);
         if let Some(k) = &record.key {
@@ -106,20 +103,62 @@ impl DeadLetter {
         if let Some(p) = &record.payload {
             future_record = future_record.payload(p.as_slice());
         }
-        loop {
-            match self.producer.send_result(future_record) {
-                Ok(delivery) => {
-                    self.in_flight.push(delivery);
-                    *self.counts.entry(reason).or_default() += 1;
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    future_record = r;
-                    self.producer.poll(Duration::from_millis(50));
-                }
-                Err((e, _)) => return Err(Error::Kafka(format!("DLQ {}: {e}", self.topic))),
-            }
+        produce(
+            &self.producer,
+            &mut self.in_flight,
+            &self.topic,
+            future_record,
+        )?;
+        *self.counts.entry(reason).or_default() += 1;
+        Ok(())
+    }
+
+    /// Queues a table row (as JSON) that a derived table refused, naming the table and the
+    /// snapshot range it was read from.
+    pub fn send_row(
+        &mut self,
+        row_json: &[u8],
+        reason: &str,
+        message: &str,
+        source_table: &str,
+        source_snapshots: &str,
+    ) -> Result<()> {
+        let headers = self.error_headers(
+            OwnedHeaders::new(),
+            reason,
+            message,
+            [
+                ("medallion.error.source.table", source_table),
+                ("medallion.error.source.snapshots", source_snapshots),
+            ],
+        );
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+            .headers(headers)
+            .payload(row_json);
+        produce(&self.producer, &mut self.in_flight, &self.topic, record)
+    }
+
+    fn error_headers<const N: usize>(
+        &self,
+        mut headers: OwnedHeaders,
+        reason: &str,
+        message: &str,
+        source: [(&str, &str); N],
+    ) -> OwnedHeaders {
+        for (key, value) in [
+            ("medallion.error.stage", self.stage),
+            ("medallion.error.reason", reason),
+            ("medallion.error.message", message),
+        ]
+        .into_iter()
+        .chain(source)
+        {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
         }
+        headers
     }
 
     /// Waits until every queued record is acknowledged by the broker.
@@ -138,6 +177,28 @@ impl DeadLetter {
             }
         }
         Ok(n)
+    }
+}
+
+/// Queues a record, waiting while librdkafka's queue is full.
+fn produce(
+    producer: &FutureProducer,
+    in_flight: &mut Vec<DeliveryFuture>,
+    topic: &str,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<()> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                in_flight.push(delivery);
+                return Ok(());
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(Error::Kafka(format!("DLQ {topic}: {e}"))),
+        }
     }
 }
 

@@ -1,0 +1,123 @@
+//! Silver killed with SIGKILL again and again while it works through bronze's snapshots: the
+//! table it ends with equals, as a multiset of rows, the one an uninterrupted run builds.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use e2e::{
+    broker, create_topic, medallion_output, run_once, sigkill, spawn_run, unique, Workspace,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const KILLS: usize = 12;
+
+fn silver_spec(ws: &Workspace, table: &str) -> Result<std::path::PathBuf> {
+    ws.write(
+        &format!("{table}.toml"),
+        &format!(
+            r#"
+[kafka]
+brokers = "{broker}"
+
+[lakehouse]
+warehouse = "{warehouse}"
+catalog = "{catalog}"
+
+[[silver]]
+table = "{table}"
+source = "bronze.web_events"
+filter = "event_type <> 'click'"
+columns = [
+  {{ name = "event_id", expr = "event_id" }},
+  {{ name = "kind", expr = "upper(event_type)" }},
+  {{ name = "user_id", expr = "user_id" }},
+  {{ name = "amount", expr = "COALESCE(amount, 0)" }},
+  {{ name = "event_time", expr = "event_time" }},
+]
+batch_snapshots = 1
+poll = "100ms"
+"#,
+            broker = broker(),
+            warehouse = ws.warehouse().display(),
+            catalog = ws.catalog_uri(),
+        ),
+    )
+}
+
+#[test]
+fn silver_killed_repeatedly_equals_an_uninterrupted_run() -> Result<()> {
+    let ws = Workspace::new()?;
+    let topic = unique("web");
+    create_topic(&topic, 2)?;
+    create_topic(&format!("{topic}.dlq"), 1)?;
+    // Bronze first, in many small commits: about 120 snapshots for silver to work through.
+    let bronze = ws.web_spec(
+        &topic,
+        "bronze.web_events",
+        r#"{ interval = "1s", max_rows = 50 }"#,
+        "",
+    )?;
+    let out = medallion_output(
+        &[
+            "generate",
+            "--brokers",
+            &broker(),
+            "--topic",
+            &topic,
+            "--events",
+            "6000",
+            "--seed",
+            "9",
+        ],
+        ws.path(),
+    )?;
+    anyhow::ensure!(out.status.success(), "generate failed");
+    run_once(&ws, &bronze)?;
+
+    let crashed = silver_spec(&ws, "silver.crashed")?;
+    let log = ws.path().join("silver.log");
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut mid_run = 0;
+    for _ in 0..KILLS {
+        let count = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches(" committed")
+                .count()
+        };
+        let before = count();
+        let mut child = spawn_run(&crashed, &log, &[])?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // At a random moment of its work: transforming, writing files, or committing.
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..150)));
+        sigkill(&mut child);
+        if count() > before {
+            mid_run += 1;
+        }
+    }
+    assert!(
+        mid_run >= 10,
+        "only {mid_run} of {KILLS} kills came after a commit"
+    );
+    run_once(&ws, &crashed)?;
+
+    run_once(&ws, &silver_spec(&ws, "silver.reference")?)?;
+    let rows = |table: &str| ws.duckdb(table, "SELECT * FROM t ORDER BY ALL");
+    let (crashed, reference) = (rows("silver.crashed")?, rows("silver.reference")?);
+    let oracle = ws.duckdb(
+        "bronze.web_events",
+        "SELECT count(*) FROM t WHERE event_type <> 'click'",
+    )?;
+    assert_eq!(
+        serde_json::json!(reference.len()),
+        oracle[0][0],
+        "uninterrupted run vs bronze"
+    );
+    assert_eq!(crashed.len(), reference.len());
+    assert_eq!(crashed, reference);
+    Ok(())
+}
