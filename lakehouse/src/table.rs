@@ -558,14 +558,12 @@ impl IcebergTable {
         stream.try_collect().await.map_err(table_err(&name, "scan"))
     }
 
-    /// A property of the current snapshot's summary.
+    /// A summary property of the newest snapshot that has it, in the current snapshot's
+    /// ancestry (a commit that is not ours, such as a compaction, does not carry it).
     pub fn snapshot_property(&self, key: &str) -> Option<&str> {
-        self.table
-            .metadata()
-            .current_snapshot()?
-            .summary()
-            .additional_properties
-            .get(key)
+        self.history()
+            .into_iter()
+            .find_map(|(_, _, properties)| properties.get(key))
             .map(String::as_str)
     }
 

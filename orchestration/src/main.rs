@@ -41,6 +41,10 @@ enum Command {
         /// Process what is in the topics now, commit, and exit.
         #[arg(long)]
         once: bool,
+        /// Run only this stage's tables (default: every stage), e.g. bronze and silver in
+        /// separate processes.
+        #[arg(long, value_enum)]
+        stage: Option<Stage>,
     },
     /// Produce a generated stream (web events as JSON or sensor readings as Avro) to a topic.
     Generate {
@@ -121,6 +125,12 @@ enum SchemaCommand {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    Bronze,
+    Silver,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Kind {
     /// Web events, JSON.
@@ -154,7 +164,7 @@ async fn main() {
 async fn dispatch(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Demo { warehouse, events } => demo::run(&warehouse, events).await?,
-        Command::Run { spec, once } => run(&spec, once).await?,
+        Command::Run { spec, once, stage } => run(&spec, once, stage).await?,
         Command::Generate {
             brokers,
             topic,
@@ -195,7 +205,7 @@ async fn dispatch(cli: Cli) -> Result<bool> {
     Ok(true)
 }
 
-async fn run(path: &Path, once: bool) -> Result<()> {
+async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
     let origin = path.display().to_string();
     let spec = PipelineSpec::from_file(path)?;
     let configs: Vec<BronzeConfig> = spec
@@ -217,15 +227,19 @@ async fn run(path: &Path, once: bool) -> Result<()> {
     let kafka = KafkaConnection::from(&spec.kafka);
     let options = RunOptions { once };
     let stop = stop_on_signal()?;
+    // Every table is checked at start; `--stage` only chooses which ones run.
+    let runs = |s: Stage| stage.is_none_or(|only| only == s);
     let bronze_runs = futures::future::join_all(
         configs
             .iter()
+            .filter(|_| runs(Stage::Bronze))
             .map(|c| bronze::run(&kafka, catalog.clone(), c, options, stop.clone())),
     );
     let silver_runs = || {
         futures::future::join_all(
             silver
                 .iter()
+                .filter(|_| runs(Stage::Silver))
                 .map(|c| silver::run(&kafka, catalog.clone(), c, options, stop.clone())),
         )
     };

@@ -265,3 +265,39 @@ poll = "1h"
     assert_eq!(rows, [[serde_json::json!(100), serde_json::json!(100)]]);
     Ok(())
 }
+
+#[test]
+fn across_processes_silver_follows_bronze_by_polling() -> Result<()> {
+    let (ws, topic) = workspace_with_topic(1)?;
+    let polled = r#"
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+columns = [{ name = "event_id", expr = "event_id" }]
+poll = "200ms"
+"#;
+    let spec = spec_with_silver(&ws, &topic, polled)?;
+    let log = ws.path().join("run.log");
+    let mut bronze = spawn_run(&spec, &log, &["--stage", "bronze"])?;
+    let mut silver = spawn_run(&spec, &log, &["--stage", "silver"])?;
+    let events: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| {
+            let user = format!("u{i}");
+            (
+                user.clone(),
+                web_event(&format!("p-{i}"), &user, 1_767_225_600_000 + i),
+            )
+        })
+        .collect();
+    produce(&topic, &events)?;
+    ws.wait_for_offsets("bronze.web_events", &topic, &[50], Duration::from_secs(60))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ws.current_snapshot("silver.views")?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(&mut silver)?;
+    terminate(&mut bronze)?;
+    let rows = ws.duckdb("silver.views", "SELECT count(DISTINCT event_id) FROM t")?;
+    assert_eq!(rows, [[serde_json::json!(50)]]);
+    Ok(())
+}

@@ -45,6 +45,17 @@ impl SilverConfig {
             ))
         };
         let transform = Transform::new(spec, source).map_err(refused)?;
+        if let Some(column) = &spec.partition_by_day {
+            let is_timestamp = transform.output().field_with_name(column).is_ok_and(|f| {
+                matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(_, _))
+            });
+            if !is_timestamp {
+                return Err(refused((
+                    "partition_by_day".to_string(),
+                    format!("{column} is not a timestamp column of the table"),
+                )));
+            }
+        }
         let expectations =
             Expectations::new(&spec.expectations, transform.output()).map_err(refused)?;
         Ok(Self {

@@ -451,6 +451,23 @@ mod tests {
     }
 
     #[test]
+    fn partitioning_needs_a_timestamp_output_column() {
+        let mut by_user = spec(None, &[("user", "user_id"), ("event_time", "event_time")]);
+        by_user.partition_by_day = Some("user".into());
+        let e = crate::silver::SilverConfig::new(&by_user, &source().schema(), "p.toml", 0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "p.toml: silver[0].partition_by_day (table silver.t): user is not a timestamp column of the table"
+        );
+        by_user.partition_by_day = Some("event_time".into());
+        assert!(
+            crate::silver::SilverConfig::new(&by_user, &source().schema(), "p.toml", 0).is_ok()
+        );
+    }
+
+    #[test]
     fn bad_expressions_name_the_column() {
         let (key, message) = Transform::new(
             &spec(None, &[("ok", "user_id"), ("bad", "no_such_column + 1")]),
