@@ -287,16 +287,10 @@ impl IcebergTable {
         Ok(())
     }
 
-    /// The Kafka offsets stored with the current snapshot.
+    /// The Kafka offsets stored with the newest snapshot that carries them (a maintenance
+    /// commit does not).
     pub fn stored_offsets(&self) -> Result<SourceOffsets> {
-        let Some(snapshot) = self.table.metadata().current_snapshot() else {
-            return Ok(SourceOffsets::default());
-        };
-        match snapshot
-            .summary()
-            .additional_properties
-            .get(KAFKA_OFFSETS_PROPERTY)
-        {
+        match self.snapshot_property(KAFKA_OFFSETS_PROPERTY) {
             None => Ok(SourceOffsets::default()),
             Some(v) => SourceOffsets::from_property(v).map_err(|e| Error::CorruptProperty {
                 table: self.name(),
@@ -561,10 +555,15 @@ impl IcebergTable {
     /// A summary property of the newest snapshot that has it, in the current snapshot's
     /// ancestry (a commit that is not ours, such as a compaction, does not carry it).
     pub fn snapshot_property(&self, key: &str) -> Option<&str> {
-        self.history()
-            .into_iter()
-            .find_map(|(_, _, properties)| properties.get(key))
-            .map(String::as_str)
+        let metadata = self.table.metadata();
+        let mut next = metadata.current_snapshot_id();
+        while let Some(snapshot) = next.and_then(|id| metadata.snapshot_by_id(id)) {
+            if let Some(value) = snapshot.summary().additional_properties.get(key) {
+                return Some(value);
+            }
+            next = snapshot.parent_snapshot_id();
+        }
+        None
     }
 
     /// Appends `staged` and sets the snapshot property `key` to `next`, if and only if the

@@ -75,6 +75,26 @@ fn workspace_with_topic(partitions: i32) -> Result<(Workspace, String)> {
     Ok((ws, topic))
 }
 
+/// Produces `n` page views, waits until bronze has them, then up to 15 s for `silver.views`
+/// to commit.
+fn land_and_wait_for_silver(ws: &Workspace, topic: &str, n: i64) -> Result<()> {
+    let events: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let user = format!("u{i}");
+            let event = web_event(&format!("f-{i}"), &user, 1_767_225_600_000 + i);
+            (user, event)
+        })
+        .collect();
+    produce(topic, &events)?;
+    let end = [n];
+    ws.wait_for_offsets("bronze.web_events", topic, &end, Duration::from_secs(60))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ws.current_snapshot("silver.views")?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 fn generate(ws: &Workspace, topic: &str, events: &str, seed: &str) -> Result<()> {
     let b = broker();
     let out = medallion_output(
@@ -242,21 +262,7 @@ poll = "1h"
 "#;
     let spec = spec_with_silver(&ws, &topic, hourly)?;
     let mut run = spawn_run(&spec, &ws.path().join("run.log"), &[])?;
-    let events: Vec<(String, Vec<u8>)> = (0..100)
-        .map(|i| {
-            let user = format!("u{i}");
-            (
-                user.clone(),
-                web_event(&format!("f-{i}"), &user, 1_767_225_600_000 + i),
-            )
-        })
-        .collect();
-    produce(&topic, &events)?;
-    ws.wait_for_offsets("bronze.web_events", &topic, &[100], Duration::from_secs(60))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while ws.current_snapshot("silver.views")?.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    land_and_wait_for_silver(&ws, &topic, 100)?;
     terminate(&mut run)?;
     let rows = ws.duckdb(
         "silver.views",
@@ -280,24 +286,13 @@ poll = "200ms"
     let log = ws.path().join("run.log");
     let mut bronze = spawn_run(&spec, &log, &["--stage", "bronze"])?;
     let mut silver = spawn_run(&spec, &log, &["--stage", "silver"])?;
-    let events: Vec<(String, Vec<u8>)> = (0..50)
-        .map(|i| {
-            let user = format!("u{i}");
-            (
-                user.clone(),
-                web_event(&format!("p-{i}"), &user, 1_767_225_600_000 + i),
-            )
-        })
-        .collect();
-    produce(&topic, &events)?;
-    ws.wait_for_offsets("bronze.web_events", &topic, &[50], Duration::from_secs(60))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while ws.current_snapshot("silver.views")?.is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    land_and_wait_for_silver(&ws, &topic, 50)?;
     terminate(&mut silver)?;
     terminate(&mut bronze)?;
-    let rows = ws.duckdb("silver.views", "SELECT count(DISTINCT event_id) FROM t")?;
-    assert_eq!(rows, [[serde_json::json!(50)]]);
+    let rows = ws.duckdb(
+        "silver.views",
+        "SELECT count(*), count(DISTINCT event_id) FROM t",
+    )?;
+    assert_eq!(rows, [[serde_json::json!(50), serde_json::json!(50)]]);
     Ok(())
 }
