@@ -53,11 +53,23 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<dyn Catalog>> {
 }
 
 fn catalog_uri(uri: &str) -> Result<(String, SqlBindStyle)> {
+    let url = database_url(uri, "catalog")?;
+    let style = match url.starts_with("sqlite:") {
+        true => SqlBindStyle::QMark,
+        false => SqlBindStyle::DollarNumeric,
+    };
+    Ok((url, style))
+}
+
+/// The sqlx URL of a SQL database given as `sqlite://PATH` (the file and its directory are
+/// created when missing) or `postgres://…`, for the catalog and anything kept beside it;
+/// `what` names the database in errors.
+pub fn database_url(uri: &str, what: &str) -> Result<String> {
     if let Some(path) = uri.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
         if path.is_empty() {
             return Err(Error::Config(format!(
-                "catalog URI {uri:?} names no SQLite file"
+                "{what} URI {uri:?} names no SQLite file"
             )));
         }
         if let Some(dir) = Path::new(path)
@@ -66,17 +78,17 @@ fn catalog_uri(uri: &str) -> Result<(String, SqlBindStyle)> {
         {
             std::fs::create_dir_all(dir).map_err(|e| {
                 Error::Config(format!(
-                    "cannot create catalog directory {}: {e}",
+                    "cannot create {what} directory {}: {e}",
                     dir.display()
                 ))
             })?;
         }
-        Ok((format!("sqlite://{path}?mode=rwc"), SqlBindStyle::QMark))
+        Ok(format!("sqlite://{path}?mode=rwc"))
     } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
-        Ok((uri.to_string(), SqlBindStyle::DollarNumeric))
+        Ok(uri.to_string())
     } else {
         Err(Error::Config(format!(
-            "catalog URI {uri:?} is not supported: expected sqlite://PATH or postgres://…"
+            "{what} URI {uri:?} is not supported: expected sqlite://PATH or postgres://…"
         )))
     }
 }

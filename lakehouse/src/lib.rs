@@ -10,7 +10,7 @@ mod error;
 mod offsets;
 mod table;
 
-pub use catalog::{connect, LakehouseLocation, CATALOG_NAME};
+pub use catalog::{connect, database_url, LakehouseLocation, CATALOG_NAME};
 pub use error::{Error, Result};
 pub use iceberg::Catalog;
 pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};

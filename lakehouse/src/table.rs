@@ -10,7 +10,10 @@ use iceberg::arrow::{
     RecordBatchPartitionSplitter,
 };
 use iceberg::expr::{Predicate, Reference};
-use iceberg::spec::{DataFile, DataFileFormat, Datum, Operation, Transform, UnboundPartitionSpec};
+use iceberg::spec::{
+    DataFile, DataFileFormat, Datum, ManifestEntryRef, Operation, SnapshotRef, Transform,
+    UnboundPartitionSpec,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -375,22 +378,40 @@ impl IcebergTable {
         staged: StagedFiles,
         fence: &OffsetFence,
     ) -> Result<CommitOutcome> {
+        let outcome = self
+            .append_if(&staged, |table| {
+                Ok(fence.apply(&table.stored_offsets()?).map(|next| {
+                    HashMap::from([(KAFKA_OFFSETS_PROPERTY.to_string(), next.to_property())])
+                }))
+            })
+            .await?;
+        Ok(match outcome {
+            Ok(snapshot_id) => CommitOutcome::Committed { snapshot_id },
+            Err(violation) => CommitOutcome::Fenced(violation),
+        })
+    }
+
+    /// Appends `staged` with the snapshot properties `check` gives for the table's state, or
+    /// refuses with what `check` refuses with. The commit is pinned to the state checked; when
+    /// another writer commits first, the table is reloaded and checked again.
+    async fn append_if<R>(
+        &mut self,
+        staged: &StagedFiles,
+        mut check: impl FnMut(&Self) -> Result<std::result::Result<HashMap<String, String>, R>>,
+    ) -> Result<std::result::Result<i64, R>> {
         let name = self.name();
         let mut conflicts = 0;
         loop {
-            let next = match fence.apply(&self.stored_offsets()?) {
-                Ok(next) => next,
-                Err(violation) => return Ok(CommitOutcome::Fenced(violation)),
+            let properties = match check(self)? {
+                Ok(properties) => properties,
+                Err(refusal) => return Ok(Err(refusal)),
             };
             let tx = Transaction::new(&self.table);
             let tx = tx
                 .fast_append()
                 .with_check_duplicate(false)
                 .add_data_files(staged.files.clone())
-                .set_snapshot_properties(HashMap::from([(
-                    KAFKA_OFFSETS_PROPERTY.to_string(),
-                    next.to_property(),
-                )]))
+                .set_snapshot_properties(properties)
                 .apply(tx)
                 .map_err(table_err(&name, "commit"))?;
             let pinned = PinnedCatalog {
@@ -400,8 +421,7 @@ impl IcebergTable {
             match tx.commit(&pinned).await {
                 Ok(table) => {
                     self.table = table;
-                    let snapshot_id = self.current_snapshot_id().unwrap_or_default();
-                    return Ok(CommitOutcome::Committed { snapshot_id });
+                    return Ok(Ok(self.current_snapshot_id().unwrap_or_default()));
                 }
                 Err(e)
                     if e.kind() == ErrorKind::CatalogCommitConflicts
@@ -421,21 +441,15 @@ impl IcebergTable {
     /// the current snapshot's ancestry. Other operations (compaction, deletes) add no new rows
     /// and are left out. Fails when `after` is not an ancestor (expired, or another table's).
     pub fn appends_after(&self, after: Option<i64>) -> Result<Vec<i64>> {
-        let metadata = self.table.metadata();
         let mut found = Vec::new();
-        let mut next = metadata.current_snapshot_id();
-        while let Some(id) = next {
-            if Some(id) == after {
+        for snapshot in self.ancestry() {
+            if Some(snapshot.snapshot_id()) == after {
                 found.reverse();
                 return Ok(found);
             }
-            let Some(snapshot) = metadata.snapshot_by_id(id) else {
-                break;
-            };
             if snapshot.summary().operation == Operation::Append {
-                found.push(id);
+                found.push(snapshot.snapshot_id());
             }
-            next = snapshot.parent_snapshot_id();
         }
         match after {
             None => {
@@ -449,34 +463,28 @@ impl IcebergTable {
         }
     }
 
+    /// The current snapshot and its ancestors, newest first.
+    fn ancestry(&self) -> impl Iterator<Item = &SnapshotRef> {
+        let metadata = self.table.metadata();
+        std::iter::successors(metadata.current_snapshot(), move |snapshot| {
+            snapshot
+                .parent_snapshot_id()
+                .and_then(|id| metadata.snapshot_by_id(id))
+        })
+    }
+
     /// Reads every column of the rows that the given append snapshots added, in the table's
     /// current schema (columns added since read as null).
     pub async fn scan_appended(&self, snapshots: &[i64]) -> Result<Vec<RecordBatch>> {
         let name = self.name();
-        let Some(current) = self.table.metadata().current_snapshot() else {
-            return Ok(Vec::new());
-        };
         let wanted: HashSet<i64> = snapshots.iter().copied().collect();
-        let list = self
-            .table
-            .manifest_list_reader(current)
-            .load()
-            .await
-            .map_err(table_err(&name, "manifest list"))?;
-        let mut files = HashSet::new();
-        // Every manifest is read: one rewritten by maintenance keeps its entries' snapshot ids
-        // but not its own.
-        for manifest_file in list.entries() {
-            let manifest = manifest_file
-                .load_manifest(self.table.file_io())
-                .await
-                .map_err(table_err(&name, "manifest"))?;
-            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                if entry.snapshot_id().is_some_and(|id| wanted.contains(&id)) {
-                    files.insert(entry.data_file().file_path().to_string());
-                }
-            }
-        }
+        let files: HashSet<String> = self
+            .live_entries()
+            .await?
+            .iter()
+            .filter(|entry| entry.snapshot_id().is_some_and(|id| wanted.contains(&id)))
+            .map(|entry| entry.data_file().file_path().to_string())
+            .collect();
         if files.is_empty() {
             return Ok(Vec::new());
         }
@@ -521,49 +529,27 @@ impl IcebergTable {
 
     /// The current snapshot and its ancestors, newest first: id, commit time (ms) and summary
     /// properties.
-    pub fn history(&self) -> Vec<(i64, i64, &HashMap<String, String>)> {
-        let metadata = self.table.metadata();
-        let mut out = Vec::new();
-        let mut next = metadata.current_snapshot_id();
-        while let Some(snapshot) = next.and_then(|id| metadata.snapshot_by_id(id)) {
-            out.push((
+    pub fn history(&self) -> impl Iterator<Item = (i64, i64, &HashMap<String, String>)> {
+        self.ancestry().map(|snapshot| {
+            (
                 snapshot.snapshot_id(),
                 snapshot.timestamp_ms(),
                 &snapshot.summary().additional_properties,
-            ));
-            next = snapshot.parent_snapshot_id();
-        }
-        out
+            )
+        })
     }
 
     /// Reads `columns` of every row.
     pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
-        let name = self.name();
-        if self.table.metadata().current_snapshot().is_none() {
-            return Ok(Vec::new());
-        }
-        let scan = self
-            .table
-            .scan()
-            .select(columns.iter().cloned())
-            .build()
-            .map_err(table_err(&name, "scan"))?;
-        let stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
-        stream.try_collect().await.map_err(table_err(&name, "scan"))
+        self.scan_rows(columns, None).await
     }
 
     /// A summary property of the newest snapshot that has it, in the current snapshot's
     /// ancestry (a commit that is not ours, such as a compaction, does not carry it).
     pub fn snapshot_property(&self, key: &str) -> Option<&str> {
-        let metadata = self.table.metadata();
-        let mut next = metadata.current_snapshot_id();
-        while let Some(snapshot) = next.and_then(|id| metadata.snapshot_by_id(id)) {
-            if let Some(value) = snapshot.summary().additional_properties.get(key) {
-                return Some(value);
-            }
-            next = snapshot.parent_snapshot_id();
-        }
-        None
+        self.history()
+            .find_map(|(_, _, properties)| properties.get(key))
+            .map(String::as_str)
     }
 
     /// Appends `staged` and sets the snapshot property `key` to `next`, if and only if the
@@ -580,39 +566,15 @@ impl IcebergTable {
     ) -> Result<bool> {
         let mut properties: HashMap<String, String> = extra.iter().cloned().collect();
         properties.insert(key.to_string(), next.to_string());
-        let name = self.name();
-        let mut conflicts = 0;
-        loop {
-            if self.snapshot_property(key) != expected {
-                return Ok(false);
-            }
-            let tx = Transaction::new(&self.table);
-            let tx = tx
-                .fast_append()
-                .with_check_duplicate(false)
-                .add_data_files(staged.files.clone())
-                .set_snapshot_properties(properties.clone())
-                .apply(tx)
-                .map_err(table_err(&name, "commit"))?;
-            let pinned = PinnedCatalog {
-                inner: &*self.catalog,
-                base: self.table.clone(),
-            };
-            match tx.commit(&pinned).await {
-                Ok(table) => {
-                    self.table = table;
-                    return Ok(true);
-                }
-                Err(e)
-                    if e.kind() == ErrorKind::CatalogCommitConflicts
-                        && conflicts < MAX_COMMIT_CONFLICTS =>
-                {
-                    conflicts += 1;
-                    self.refresh().await?;
-                }
-                Err(e) => return Err(table_err(&name, "commit")(e)),
-            }
-        }
+        let outcome = self
+            .append_if(&staged, |table| {
+                Ok(match table.snapshot_property(key) == expected {
+                    true => Ok(properties.clone()),
+                    false => Err(()),
+                })
+            })
+            .await?;
+        Ok(outcome.is_ok())
     }
 
     /// Reads `columns` of the rows whose `time_column` is at or after `since_micros`.
@@ -622,21 +584,51 @@ impl IcebergTable {
         time_column: &str,
         since_micros: i64,
     ) -> Result<Vec<RecordBatch>> {
+        let filter: Predicate = Reference::new(time_column)
+            .greater_than_or_equal_to(Datum::timestamptz_micros(since_micros));
+        self.scan_rows(columns, Some(filter)).await
+    }
+
+    async fn scan_rows(
+        &self,
+        columns: &[String],
+        filter: Option<Predicate>,
+    ) -> Result<Vec<RecordBatch>> {
         let name = self.name();
         if self.table.metadata().current_snapshot().is_none() {
             return Ok(Vec::new());
         }
-        let filter: Predicate = Reference::new(time_column)
-            .greater_than_or_equal_to(Datum::timestamptz_micros(since_micros));
-        let scan = self
-            .table
-            .scan()
-            .select(columns.iter().cloned())
-            .with_filter(filter)
-            .build()
-            .map_err(table_err(&name, "scan"))?;
+        let mut scan = self.table.scan().select(columns.iter().cloned());
+        if let Some(filter) = filter {
+            scan = scan.with_filter(filter);
+        }
+        let scan = scan.build().map_err(table_err(&name, "scan"))?;
         let stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
         stream.try_collect().await.map_err(table_err(&name, "scan"))
+    }
+
+    /// The live data-file entries of the current snapshot. Every manifest is read: one
+    /// rewritten by maintenance keeps its entries' snapshot ids but not its own.
+    async fn live_entries(&self) -> Result<Vec<ManifestEntryRef>> {
+        let name = self.name();
+        let Some(snapshot) = self.table.metadata().current_snapshot() else {
+            return Ok(Vec::new());
+        };
+        let list = self
+            .table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(table_err(&name, "manifest list"))?;
+        let mut entries = Vec::new();
+        for manifest_file in list.entries() {
+            let manifest = manifest_file
+                .load_manifest(self.table.file_io())
+                .await
+                .map_err(table_err(&name, "manifest"))?;
+            entries.extend(manifest.entries().iter().filter(|e| e.is_alive()).cloned());
+        }
+        Ok(entries)
     }
 
     /// The largest value of a timestamp column, from the data files' column statistics.
@@ -648,32 +640,17 @@ impl IcebergTable {
             )));
         };
         let field_id = field.id;
-        let Some(snapshot) = self.table.metadata().current_snapshot() else {
-            return Ok(None);
-        };
-        let list = self
-            .table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(table_err(&name, "manifest list"))?;
-        let mut max = None;
-        for manifest_file in list.entries() {
-            let manifest = manifest_file
-                .load_manifest(self.table.file_io())
-                .await
-                .map_err(table_err(&name, "manifest"))?;
-            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-                if let Some(iceberg::spec::PrimitiveLiteral::Long(v)) = entry
-                    .data_file()
-                    .upper_bounds()
-                    .get(&field_id)
-                    .map(|d| d.literal().clone())
-                {
-                    max = Some(max.map_or(v, |m: i64| m.max(v)));
-                }
-            }
-        }
+        let max = self
+            .live_entries()
+            .await?
+            .iter()
+            .filter_map(
+                |entry| match entry.data_file().upper_bounds().get(&field_id)?.literal() {
+                    iceberg::spec::PrimitiveLiteral::Long(v) => Some(*v),
+                    _ => None,
+                },
+            )
+            .max();
         Ok(max)
     }
 }

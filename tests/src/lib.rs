@@ -565,6 +565,25 @@ pub fn web_event_schema() -> PathBuf {
 }
 
 impl Workspace {
+    /// The `[kafka]` (the test broker, plus `kafka_extra` as TOML) and `[lakehouse]` (this
+    /// workspace) sections every test spec starts with.
+    pub fn spec_head(&self, kafka_extra: &str) -> String {
+        format!(
+            r#"
+[kafka]
+brokers = "{broker}"
+{kafka_extra}
+
+[lakehouse]
+warehouse = "{warehouse}"
+catalog = "{catalog}"
+"#,
+            broker = broker(),
+            warehouse = self.warehouse().display(),
+            catalog = self.catalog_uri(),
+        )
+    }
+
     /// A spec with one JSON bronze table on `topic`, deduplicated on `event_id`.
     /// `kafka_extra` and `commit` are TOML inserted as they are.
     pub fn web_spec(
@@ -575,15 +594,7 @@ impl Workspace {
         kafka_extra: &str,
     ) -> Result<PathBuf> {
         let text = format!(
-            r#"
-[kafka]
-brokers = "{broker}"
-{kafka_extra}
-
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+            r#"{head}
 [[bronze]]
 table = "{table}"
 topics = ["{topic}"]
@@ -593,9 +604,7 @@ event_time = "event_time"
 dedupe = {{ key = ["event_id"], horizon = "1h" }}
 commit = {commit}
 "#,
-            broker = broker(),
-            warehouse = self.warehouse().display(),
-            catalog = self.catalog_uri(),
+            head = self.spec_head(kafka_extra),
             schema = web_event_schema().display(),
         );
         self.write(&format!("{}.toml", table.replace('.', "_")), &text)
@@ -614,14 +623,7 @@ impl Workspace {
         commit: &str,
     ) -> Result<PathBuf> {
         let text = format!(
-            r#"
-[kafka]
-brokers = "{broker}"
-
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+            r#"{head}
 [registry]
 url = "{registry_url}"
 
@@ -633,9 +635,7 @@ schema = "{schema}"
 event_time = "event_time"
 commit = {commit}
 "#,
-            broker = broker(),
-            warehouse = self.warehouse().display(),
-            catalog = self.catalog_uri(),
+            head = self.spec_head(""),
             schema = schema.display(),
         );
         self.write(&format!("{}.toml", table.replace('.', "_")), &text)

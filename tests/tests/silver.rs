@@ -75,6 +75,25 @@ fn workspace_with_topic(partitions: i32) -> Result<(Workspace, String)> {
     Ok((ws, topic))
 }
 
+/// A silver table of the bronze event ids, checking for new bronze snapshots every `POLL`.
+const VIEWS: &str = r#"
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+columns = [{ name = "event_id", expr = "event_id" }]
+poll = "POLL"
+"#;
+
+/// `silver.views` holds `n` rows, each event once.
+fn assert_views(ws: &Workspace, n: i64) -> Result<()> {
+    let rows = ws.duckdb(
+        "silver.views",
+        "SELECT count(*), count(DISTINCT event_id) FROM t",
+    )?;
+    assert_eq!(rows, [[serde_json::json!(n), serde_json::json!(n)]]);
+    Ok(())
+}
+
 /// Produces `n` page views, waits until bronze has them, then up to 15 s for `silver.views`
 /// to commit.
 fn land_and_wait_for_silver(ws: &Workspace, topic: &str, n: i64) -> Result<()> {
@@ -253,46 +272,22 @@ fn a_bad_expression_is_refused_at_start_naming_table_and_column() -> Result<()> 
 fn in_one_process_a_bronze_commit_wakes_silver_at_once() -> Result<()> {
     let (ws, topic) = workspace_with_topic(1)?;
     // Polling once an hour: only being woken by bronze's commit gets the rows through in time.
-    let hourly = r#"
-[[silver]]
-table = "silver.views"
-source = "bronze.web_events"
-columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }]
-poll = "1h"
-"#;
-    let spec = spec_with_silver(&ws, &topic, hourly)?;
+    let spec = spec_with_silver(&ws, &topic, &VIEWS.replace("POLL", "1h"))?;
     let mut run = spawn_run(&spec, &ws.path().join("run.log"), &[])?;
     land_and_wait_for_silver(&ws, &topic, 100)?;
     terminate(&mut run)?;
-    let rows = ws.duckdb(
-        "silver.views",
-        "SELECT count(*), count(DISTINCT event_id) FROM t",
-    )?;
-    assert_eq!(rows, [[serde_json::json!(100), serde_json::json!(100)]]);
-    Ok(())
+    assert_views(&ws, 100)
 }
 
 #[test]
 fn across_processes_silver_follows_bronze_by_polling() -> Result<()> {
     let (ws, topic) = workspace_with_topic(1)?;
-    let polled = r#"
-[[silver]]
-table = "silver.views"
-source = "bronze.web_events"
-columns = [{ name = "event_id", expr = "event_id" }]
-poll = "200ms"
-"#;
-    let spec = spec_with_silver(&ws, &topic, polled)?;
+    let spec = spec_with_silver(&ws, &topic, &VIEWS.replace("POLL", "200ms"))?;
     let log = ws.path().join("run.log");
     let mut bronze = spawn_run(&spec, &log, &["--stage", "bronze"])?;
     let mut silver = spawn_run(&spec, &log, &["--stage", "silver"])?;
     land_and_wait_for_silver(&ws, &topic, 50)?;
     terminate(&mut silver)?;
     terminate(&mut bronze)?;
-    let rows = ws.duckdb(
-        "silver.views",
-        "SELECT count(*), count(DISTINCT event_id) FROM t",
-    )?;
-    assert_eq!(rows, [[serde_json::json!(50), serde_json::json!(50)]]);
-    Ok(())
+    assert_views(&ws, 50)
 }

@@ -16,14 +16,7 @@ fn silver_spec(ws: &Workspace, table: &str) -> Result<std::path::PathBuf> {
     ws.write(
         &format!("{table}.toml"),
         &format!(
-            r#"
-[kafka]
-brokers = "{broker}"
-
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+            r#"{head}
 [[silver]]
 table = "{table}"
 source = "bronze.web_events"
@@ -38,9 +31,7 @@ columns = [
 batch_snapshots = 1
 poll = "100ms"
 "#,
-            broker = broker(),
-            warehouse = ws.warehouse().display(),
-            catalog = ws.catalog_uri(),
+            head = ws.spec_head(""),
         ),
     )
 }

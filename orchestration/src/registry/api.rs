@@ -577,7 +577,7 @@ fn verbose_messages(
 }
 
 async fn get_global_config(State(r): Shared) -> Result<Response> {
-    let level = r.global_compatibility().await?;
+    let level = r.compatibility(GLOBAL).await?;
     ok(json!({ "compatibilityLevel": level.as_str() }))
 }
 
@@ -588,7 +588,7 @@ async fn put_global_config(State(r): Shared, body: Bytes) -> Result<Response> {
 /// Resets the global level to the default, answering with the level it had.
 async fn delete_global_config(State(r): Shared) -> Result<Response> {
     let _writes = r.writes.lock().await;
-    let level = r.global_compatibility().await?;
+    let level = r.compatibility(GLOBAL).await?;
     r.store
         .delete_setting(Setting::Compatibility, GLOBAL)
         .await?;
@@ -603,7 +603,7 @@ async fn get_config(
 ) -> Result<Response> {
     let level = match r.store.setting(Setting::Compatibility, &subject).await? {
         Some(level) => parse_stored::<CompatibilityLevel>(&level)?,
-        None if flags.default_to_global => r.global_compatibility().await?,
+        None if flags.default_to_global => r.compatibility(GLOBAL).await?,
         None => return Err(RegistryError::NoSubjectCompatibility(subject)),
     };
     ok(json!({ "compatibilityLevel": level.as_str() }))
@@ -646,7 +646,7 @@ async fn delete_config(State(r): Shared, Path(subject): Path<String>) -> Result<
 }
 
 async fn get_global_mode(State(r): Shared) -> Result<Response> {
-    ok(json!({ "mode": r.global_mode().await?.as_str() }))
+    ok(json!({ "mode": r.mode(GLOBAL).await?.as_str() }))
 }
 
 async fn put_global_mode(
@@ -664,7 +664,7 @@ async fn get_mode(
 ) -> Result<Response> {
     let mode = match r.store.setting(Setting::Mode, &subject).await? {
         Some(mode) => parse_stored::<Mode>(&mode)?,
-        None if flags.default_to_global => r.global_mode().await?,
+        None if flags.default_to_global => r.mode(GLOBAL).await?,
         None => return Err(RegistryError::NoSubjectMode(subject)),
     };
     ok(json!({ "mode": mode.as_str() }))

@@ -109,35 +109,33 @@ impl Registry {
         api::router(self)
     }
 
-    /// The subject's own compatibility level, else the global one, else BACKWARD.
+    /// The subject's own compatibility level, else the global one, else BACKWARD (`GLOBAL`:
+    /// the global one).
     async fn compatibility(&self, subject: &str) -> Result<CompatibilityLevel> {
-        let own = self.store.setting(Setting::Compatibility, subject).await?;
-        match own {
-            Some(level) => parse_stored(&level),
-            None => self.global_compatibility().await,
-        }
-    }
-
-    async fn global_compatibility(&self) -> Result<CompatibilityLevel> {
-        match self.store.setting(Setting::Compatibility, GLOBAL).await? {
-            Some(level) => parse_stored(&level),
-            None => Ok(CompatibilityLevel::Backward),
-        }
+        self.in_force(
+            Setting::Compatibility,
+            subject,
+            CompatibilityLevel::Backward,
+        )
+        .await
     }
 
     /// The subject's own mode, else the global one, else READWRITE.
     async fn mode(&self, subject: &str) -> Result<Mode> {
-        match self.store.setting(Setting::Mode, subject).await? {
-            Some(mode) => parse_stored(&mode),
-            None => self.global_mode().await,
-        }
+        self.in_force(Setting::Mode, subject, Mode::ReadWrite).await
     }
 
-    async fn global_mode(&self) -> Result<Mode> {
-        match self.store.setting(Setting::Mode, GLOBAL).await? {
-            Some(mode) => parse_stored(&mode),
-            None => Ok(Mode::ReadWrite),
-        }
+    /// A setting in force for `subject`: its own, else the global one, else `default`.
+    async fn in_force<T: FromStr>(&self, setting: Setting, subject: &str, default: T) -> Result<T> {
+        let own = match subject {
+            GLOBAL => None,
+            _ => self.store.setting(setting, subject).await?,
+        };
+        let value = match own {
+            Some(value) => Some(value),
+            None => self.store.setting(setting, GLOBAL).await?,
+        };
+        value.map_or(Ok(default), |v| parse_stored(&v))
     }
 }
 

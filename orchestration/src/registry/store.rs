@@ -2,7 +2,7 @@
 //! the common subset of both: `$N` placeholders, BIGINT for integers and flags, and
 //! `ON CONFLICT … DO UPDATE` for upserts.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Row;
@@ -80,7 +80,7 @@ impl Store {
     /// tables if they are not there.
     pub(crate) async fn open(url: &str) -> anyhow::Result<Store> {
         sqlx::any::install_default_drivers();
-        let url = prepare_url(url)?;
+        let url = lakehouse::database_url(url, "registry store")?;
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .connect(&url)
@@ -364,37 +364,6 @@ impl Store {
             .await?;
         Ok(())
     }
-}
-
-/// Checks the scheme; for SQLite creates the file's directory and asks for the file to be
-/// created (`mode=rwc`), as the default store lives in a warehouse that may not exist yet.
-fn prepare_url(url: &str) -> anyhow::Result<String> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(url.to_string());
-    }
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        bail!(
-            "registry store `{}`: expected sqlite://PATH or postgres://…",
-            redacted(url)
-        );
-    };
-    let (path, query) = match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
-    };
-    let path = path.strip_prefix("//").unwrap_or(path);
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
-        }
-    }
-    Ok(match query {
-        Some(_) => url.to_string(),
-        None => format!("{url}?mode=rwc"),
-    })
 }
 
 /// The URL without its password, for messages.

@@ -134,9 +134,10 @@ pub async fn run(
             .await?,
         ),
     };
-    if !config.expectations.is_empty() {
-        quality::record(catalog.clone(), &table).await?;
-    }
+    let mut quality = match config.expectations.is_empty() {
+        true => None,
+        false => Some(quality::Recorder::open(catalog.clone(), &table).await?),
+    };
     loop {
         source.refresh().await?;
         let cursor = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
@@ -236,8 +237,8 @@ pub async fn run(
             report.rows_dropped += dropped;
             report.commits += 1;
             crate::TABLE_COMMITS.notify_waiters();
-            if !config.expectations.is_empty() {
-                quality::record(catalog.clone(), &table).await?;
+            if let Some(quality) = quality.as_mut() {
+                quality.sync(&table).await?;
             }
             tracing::info!(
                 table = %spec.table,

@@ -35,70 +35,93 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// Appends the counts of every commit of `silver` not yet in `quality.expectations`.
-pub(crate) async fn record(catalog: Arc<dyn Catalog>, silver: &IcebergTable) -> Result<usize> {
-    let dataset = silver.name();
-    let mut quality = IcebergTable::open_or_create(
-        catalog,
-        &TableDefinition {
-            name: QUALITY_TABLE.to_string(),
-            schema: schema(),
-            partition_by_day: None,
-        },
-    )
-    .await?;
-    let recorded = recorded_snapshots(&quality, &dataset).await?;
-    let corrupt = |message: String| Error::Stage {
-        table: dataset.clone(),
-        message,
-    };
-    let mut rows: Vec<(Count, i64, i64, i64)> = Vec::new();
-    for (snapshot, at_ms, properties) in silver.history() {
-        if recorded.contains(&snapshot) {
-            continue;
-        }
-        let Some(json) = properties.get(COUNTS_PROPERTY) else {
-            continue;
+/// Keeps `quality.expectations` up to date with one silver table's commits.
+pub(crate) struct Recorder {
+    quality: IcebergTable,
+    dataset: String,
+    /// Silver snapshots whose counts the quality table holds.
+    recorded: HashSet<i64>,
+}
+
+impl Recorder {
+    /// Opens (or creates) the quality table and records the commits of `silver` it misses
+    /// (those of a run that stopped between a silver commit and its record).
+    pub async fn open(catalog: Arc<dyn Catalog>, silver: &IcebergTable) -> Result<Self> {
+        let dataset = silver.name();
+        let quality = IcebergTable::open_or_create(
+            catalog,
+            &TableDefinition {
+                name: QUALITY_TABLE.to_string(),
+                schema: schema(),
+                partition_by_day: None,
+            },
+        )
+        .await?;
+        let recorded = recorded_snapshots(&quality, &dataset).await?;
+        let mut recorder = Self {
+            quality,
+            dataset,
+            recorded,
         };
-        let counts: Vec<Count> = serde_json::from_str(json)
-            .map_err(|e| corrupt(format!("snapshot {snapshot}: {COUNTS_PROPERTY}: {e}")))?;
-        let upstream = properties
-            .get(CURSOR_PROPERTY)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| corrupt(format!("snapshot {snapshot} has counts but no cursor")))?;
-        rows.extend(counts.into_iter().map(|c| (c, upstream, snapshot, at_ms)));
+        recorder.sync(silver).await?;
+        Ok(recorder)
     }
-    if rows.is_empty() {
-        return Ok(0);
+
+    /// Appends the counts of every commit of `silver` not recorded yet.
+    pub async fn sync(&mut self, silver: &IcebergTable) -> Result<usize> {
+        let corrupt = |message: String| Error::Stage {
+            table: self.dataset.clone(),
+            message,
+        };
+        let mut rows: Vec<(Count, i64, i64, i64)> = Vec::new();
+        for (snapshot, at_ms, properties) in silver.history() {
+            if self.recorded.contains(&snapshot) {
+                continue;
+            }
+            let Some(json) = properties.get(COUNTS_PROPERTY) else {
+                continue;
+            };
+            let counts: Vec<Count> = serde_json::from_str(json)
+                .map_err(|e| corrupt(format!("snapshot {snapshot}: {COUNTS_PROPERTY}: {e}")))?;
+            let upstream = properties
+                .get(CURSOR_PROPERTY)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| corrupt(format!("snapshot {snapshot} has counts but no cursor")))?;
+            rows.extend(counts.into_iter().map(|c| (c, upstream, snapshot, at_ms)));
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = rows.len();
+        let text = |f: fn(&(Count, i64, i64, i64)) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+        };
+        let long = |f: fn(&(Count, i64, i64, i64)) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec![self.dataset.as_str(); n])),
+                text(|r| &r.0.name),
+                text(|r| &r.0.action),
+                long(|r| r.0.passed as i64),
+                long(|r| r.0.failed as i64),
+                long(|r| r.1),
+                long(|r| r.2),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.3 * 1000))
+                        .with_timezone(schemas::UTC),
+                ),
+            ],
+        )
+        .map_err(lakehouse::Error::from)?;
+        let staged = self.quality.write(&batch).await?;
+        self.quality.append(staged).await?;
+        self.recorded.extend(rows.iter().map(|r| r.2));
+        tracing::info!(table = %self.dataset, rows = n, "expectation counts recorded in {QUALITY_TABLE}");
+        Ok(n)
     }
-    let n = rows.len();
-    let text = |f: fn(&(Count, i64, i64, i64)) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-    };
-    let long = |f: fn(&(Count, i64, i64, i64)) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
-    };
-    let batch = RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(StringArray::from(vec![dataset.as_str(); n])),
-            text(|r| &r.0.name),
-            text(|r| &r.0.action),
-            long(|r| r.0.passed as i64),
-            long(|r| r.0.failed as i64),
-            long(|r| r.1),
-            long(|r| r.2),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.3 * 1000))
-                    .with_timezone(schemas::UTC),
-            ),
-        ],
-    )
-    .map_err(lakehouse::Error::from)?;
-    let staged = quality.write(&batch).await?;
-    quality.append(staged).await?;
-    tracing::info!(table = %dataset, rows = n, "expectation counts recorded in {QUALITY_TABLE}");
-    Ok(n)
 }
 
 /// The silver snapshots whose counts the quality table holds for `dataset`.
