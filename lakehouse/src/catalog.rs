@@ -6,12 +6,15 @@ use async_trait::async_trait;
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent,
+    Catalog as IcebergCatalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit,
+    TableCreation, TableIdent,
 };
 use iceberg_catalog_sql::{
-    SqlBindStyle, SqlCatalogBuilder, SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI,
+    SqlBindStyle, SqlCatalog, SqlCatalogBuilder, SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI,
     SQL_CATALOG_PROP_WAREHOUSE,
 };
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 
 use crate::error::{Error, Result};
 
@@ -28,8 +31,67 @@ pub struct LakehouseLocation {
     pub warehouse: String,
 }
 
+/// The SQL catalog tables are registered in: the `iceberg_tables` that pyiceberg's SqlCatalog,
+/// Iceberg's JDBC catalog and Trino's `jdbc` catalog share.
+pub struct Catalog {
+    sql: SqlCatalog,
+    /// For commits iceberg-rust's transactions cannot make (taking data files out), which
+    /// swap the metadata location themselves.
+    pool: AnyPool,
+    bind_style: SqlBindStyle,
+    uri: String,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("uri", &self.uri).finish()
+    }
+}
+
+impl Catalog {
+    pub(crate) fn iceberg(&self) -> &dyn IcebergCatalog {
+        &self.sql
+    }
+
+    /// Points `table` at the metadata file `next` if and only if it still points at
+    /// `expected`: the same compare-and-set iceberg-rust's SQL catalog commits with.
+    pub(crate) async fn swap_metadata(
+        &self,
+        table: &TableIdent,
+        expected: &str,
+        next: &str,
+    ) -> Result<bool> {
+        let sql = match self.bind_style {
+            SqlBindStyle::QMark => {
+                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+                 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?"
+            }
+            SqlBindStyle::DollarNumeric => {
+                "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
+                 WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 \
+                 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = $6"
+            }
+        };
+        let done = sqlx::query(sql)
+            .bind(next)
+            .bind(expected)
+            .bind(CATALOG_NAME)
+            .bind(table.namespace().join("."))
+            .bind(table.name())
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(|source| Error::CatalogSql {
+                uri: self.uri.clone(),
+                source,
+            })?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 /// Opens the SQL catalog, creating the SQLite file and the warehouse directory if needed.
-pub async fn connect(location: &LakehouseLocation) -> Result<Arc<dyn Catalog>> {
+pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
     let (uri, bind_style) = catalog_uri(&location.catalog_uri)?;
     check_reachable(&location.catalog_uri).await?;
     let warehouse = warehouse_url(&location.warehouse)?;
@@ -41,7 +103,7 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<dyn Catalog>> {
             bind_style.to_string(),
         ),
     ]);
-    let catalog = SqlCatalogBuilder::default()
+    let sql = SqlCatalogBuilder::default()
         .with_storage_factory(Arc::new(LocalFsStorageFactory))
         .load(CATALOG_NAME, props)
         .await
@@ -49,7 +111,19 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<dyn Catalog>> {
             uri: location.catalog_uri.clone(),
             source: Box::new(source),
         })?;
-    Ok(Arc::new(catalog))
+    let pool = AnyPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy(&uri)
+        .map_err(|source| Error::CatalogSql {
+            uri: location.catalog_uri.clone(),
+            source,
+        })?;
+    Ok(Arc::new(Catalog {
+        sql,
+        pool,
+        bind_style,
+        uri: location.catalog_uri.clone(),
+    }))
 }
 
 fn catalog_uri(uri: &str) -> Result<(String, SqlBindStyle)> {
@@ -141,12 +215,12 @@ fn warehouse_url(warehouse: &str) -> Result<String> {
 /// non-retryable errors hands the decision back to the caller's fence.
 #[derive(Debug)]
 pub(crate) struct PinnedCatalog<'a> {
-    pub inner: &'a dyn Catalog,
+    pub inner: &'a dyn IcebergCatalog,
     pub base: Table,
 }
 
 #[async_trait]
-impl Catalog for PinnedCatalog<'_> {
+impl IcebergCatalog for PinnedCatalog<'_> {
     async fn list_namespaces(
         &self,
         parent: Option<&NamespaceIdent>,

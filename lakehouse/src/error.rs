@@ -8,6 +8,13 @@ pub enum Error {
         #[source]
         source: Box<iceberg::Error>,
     },
+    /// A statement on the catalog's database failed.
+    #[error("catalog {uri}: {source}")]
+    CatalogSql {
+        uri: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// A table operation failed.
     #[error("table {table}: {op}: {source}")]
     Table {

@@ -8,10 +8,11 @@
 mod catalog;
 mod error;
 mod offsets;
+mod replace;
 mod table;
 
-pub use catalog::{connect, database_url, LakehouseLocation, CATALOG_NAME};
+pub use catalog::{connect, database_url, Catalog, LakehouseLocation, CATALOG_NAME};
 pub use error::{Error, Result};
-pub use iceberg::Catalog;
 pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
+pub use replace::ReplaceOutcome;
 pub use table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};

@@ -25,11 +25,11 @@ use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::writer::partitioning::PartitioningWriter;
-use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::{Catalog as IcebergCatalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::catalog::PinnedCatalog;
+use crate::catalog::{Catalog, PinnedCatalog};
 use crate::error::{table_err, Error, Result};
 use crate::offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
 
@@ -71,10 +71,29 @@ pub struct StagedFiles {
     files: Vec<DataFile>,
 }
 
+impl StagedFiles {
+    pub(crate) fn files(&self) -> &[DataFile] {
+        &self.files
+    }
+
+    /// Adds the files of another write to this commit.
+    pub fn extend(&mut self, other: StagedFiles) {
+        self.files.extend(other.files);
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
 /// An Iceberg table in a SQL catalog, written with fenced appends.
 pub struct IcebergTable {
-    catalog: Arc<dyn Catalog>,
-    table: Table,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) table: Table,
     /// The table's Arrow schema, carrying Iceberg field ids.
     arrow_schema: SchemaRef,
 }
@@ -99,15 +118,15 @@ pub(crate) fn parse_ident(name: &str) -> Result<TableIdent> {
 
 impl IcebergTable {
     /// Loads the table, creating it (and its namespace) when it does not exist yet.
-    pub async fn open_or_create(catalog: Arc<dyn Catalog>, def: &TableDefinition) -> Result<Self> {
+    pub async fn open_or_create(catalog: Arc<Catalog>, def: &TableDefinition) -> Result<Self> {
         let ident = parse_ident(&def.name)?;
-        let table = match catalog.load_table(&ident).await {
+        let table = match catalog.iceberg().load_table(&ident).await {
             Ok(t) => t,
             Err(e)
                 if e.kind() == ErrorKind::TableNotFound
                     || e.kind() == ErrorKind::NamespaceNotFound =>
             {
-                create(&*catalog, &ident, def).await?
+                create(catalog.iceberg(), &ident, def).await?
             }
             Err(e) => return Err(table_err(&def.name, "load")(e)),
         };
@@ -117,9 +136,10 @@ impl IcebergTable {
     }
 
     /// Loads an existing table.
-    pub async fn open(catalog: Arc<dyn Catalog>, name: &str) -> Result<Self> {
+    pub async fn open(catalog: Arc<Catalog>, name: &str) -> Result<Self> {
         let ident = parse_ident(name)?;
         let table = catalog
+            .iceberg()
             .load_table(&ident)
             .await
             .map_err(table_err(name, "load"))?;
@@ -127,9 +147,9 @@ impl IcebergTable {
     }
 
     /// Loads the table if it exists.
-    pub async fn open_if_exists(catalog: Arc<dyn Catalog>, name: &str) -> Result<Option<Self>> {
+    pub async fn open_if_exists(catalog: Arc<Catalog>, name: &str) -> Result<Option<Self>> {
         let ident = parse_ident(name)?;
-        match catalog.load_table(&ident).await {
+        match catalog.iceberg().load_table(&ident).await {
             Ok(table) => Ok(Some(Self::from_table(catalog, table)?)),
             Err(e)
                 if e.kind() == ErrorKind::TableNotFound
@@ -141,7 +161,7 @@ impl IcebergTable {
         }
     }
 
-    fn from_table(catalog: Arc<dyn Catalog>, table: Table) -> Result<Self> {
+    fn from_table(catalog: Arc<Catalog>, table: Table) -> Result<Self> {
         let name = table.identifier().to_string();
         let arrow_schema = schema_to_arrow_schema(table.metadata().current_schema())
             .map_err(table_err(&name, "schema"))?;
@@ -232,7 +252,7 @@ impl IcebergTable {
                     .map_err(table_err(&name, "evolve schema"))?
             };
             let tx = props.apply(tx).map_err(table_err(&name, "evolve schema"))?;
-            match tx.commit(&*self.catalog).await {
+            match tx.commit(self.catalog.iceberg()).await {
                 Ok(table) => {
                     tracing::info!(table = %name, ?added, "table schema evolved");
                     *self = Self::from_table(self.catalog.clone(), table)?;
@@ -283,6 +303,7 @@ impl IcebergTable {
         let name = self.name();
         let table = self
             .catalog
+            .iceberg()
             .load_table(self.table.identifier())
             .await
             .map_err(table_err(&name, "load"))?;
@@ -415,7 +436,7 @@ impl IcebergTable {
                 .apply(tx)
                 .map_err(table_err(&name, "commit"))?;
             let pinned = PinnedCatalog {
-                inner: &*self.catalog,
+                inner: self.catalog.iceberg(),
                 base: self.table.clone(),
             };
             match tx.commit(&pinned).await {
@@ -476,7 +497,6 @@ impl IcebergTable {
     /// Reads every column of the rows that the given append snapshots added, in the table's
     /// current schema (columns added since read as null).
     pub async fn scan_appended(&self, snapshots: &[i64]) -> Result<Vec<RecordBatch>> {
-        let name = self.name();
         let wanted: HashSet<i64> = snapshots.iter().copied().collect();
         let files: HashSet<String> = self
             .live_entries()
@@ -485,6 +505,13 @@ impl IcebergTable {
             .filter(|entry| entry.snapshot_id().is_some_and(|id| wanted.contains(&id)))
             .map(|entry| entry.data_file().file_path().to_string())
             .collect();
+        self.scan_files(files).await
+    }
+
+    /// Reads every column of the rows in the given data files of the current snapshot, in the
+    /// table's current schema.
+    pub async fn scan_files(&self, files: HashSet<String>) -> Result<Vec<RecordBatch>> {
+        let name = self.name();
         if files.is_empty() {
             return Ok(Vec::new());
         }
@@ -510,6 +537,51 @@ impl IcebergTable {
         stream.try_collect().await.map_err(table_err(&name, "scan"))
     }
 
+    /// The data files of the current snapshot.
+    pub async fn live_files(&self) -> Result<HashSet<String>> {
+        Ok(self
+            .live_entries()
+            .await?
+            .iter()
+            .map(|entry| entry.data_file().file_path().to_string())
+            .collect())
+    }
+
+    /// The data files of the current snapshot that may hold a row whose timestamp `column` is
+    /// in `[from, to)` (microseconds; `None` leaves that side open), judged by the files'
+    /// column statistics; a file without them is included.
+    pub async fn files_in_range(
+        &self,
+        column: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<HashSet<String>> {
+        let field_id = self.field_id(column)?;
+        Ok(self
+            .live_entries()
+            .await?
+            .iter()
+            .filter(|entry| {
+                let file = entry.data_file();
+                let lower = micros(file.lower_bounds().get(&field_id));
+                let upper = micros(file.upper_bounds().get(&field_id));
+                from.is_none_or(|from| upper.is_none_or(|u| u >= from))
+                    && to.is_none_or(|to| lower.is_none_or(|l| l < to))
+            })
+            .map(|entry| entry.data_file().file_path().to_string())
+            .collect())
+    }
+
+    fn field_id(&self, column: &str) -> Result<i32> {
+        match self.table.metadata().current_schema().field_by_name(column) {
+            Some(field) => Ok(field.id),
+            None => Err(Error::Config(format!(
+                "table {} has no column {column}",
+                self.name()
+            ))),
+        }
+    }
+
     /// Appends `staged`; a concurrent commit only makes it rebase (for tables that several
     /// writers append to independently).
     pub async fn append(&mut self, staged: StagedFiles) -> Result<()> {
@@ -521,7 +593,7 @@ impl IcebergTable {
             .apply(tx)
             .map_err(table_err(&name, "commit"))?;
         self.table = tx
-            .commit(&*self.catalog)
+            .commit(self.catalog.iceberg())
             .await
             .map_err(table_err(&name, "commit"))?;
         Ok(())
@@ -633,29 +705,30 @@ impl IcebergTable {
 
     /// The largest value of a timestamp column, from the data files' column statistics.
     pub async fn max_timestamp_micros(&self, column: &str) -> Result<Option<i64>> {
-        let name = self.name();
-        let Some(field) = self.table.metadata().current_schema().field_by_name(column) else {
-            return Err(Error::Config(format!(
-                "table {name} has no column {column}"
-            )));
-        };
-        let field_id = field.id;
+        let field_id = self.field_id(column)?;
         let max = self
             .live_entries()
             .await?
             .iter()
-            .filter_map(
-                |entry| match entry.data_file().upper_bounds().get(&field_id)?.literal() {
-                    iceberg::spec::PrimitiveLiteral::Long(v) => Some(*v),
-                    _ => None,
-                },
-            )
+            .filter_map(|entry| micros(entry.data_file().upper_bounds().get(&field_id)))
             .max();
         Ok(max)
     }
 }
 
-async fn create(catalog: &dyn Catalog, ident: &TableIdent, def: &TableDefinition) -> Result<Table> {
+/// A timestamp column statistic as microseconds.
+fn micros(bound: Option<&Datum>) -> Option<i64> {
+    match bound?.literal() {
+        iceberg::spec::PrimitiveLiteral::Long(v) => Some(*v),
+        _ => None,
+    }
+}
+
+async fn create(
+    catalog: &dyn IcebergCatalog,
+    ident: &TableIdent,
+    def: &TableDefinition,
+) -> Result<Table> {
     let ns: &NamespaceIdent = ident.namespace();
     if let Err(e) = catalog.create_namespace(ns, HashMap::new()).await {
         // Another worker may have created it at the same moment (SQLite reports that as a

@@ -46,6 +46,25 @@ enum Command {
         #[arg(long, value_enum)]
         stage: Option<Stage>,
     },
+    /// Rebuild a time range of a silver table from its source with the spec's current
+    /// definition, swapped in atomically (one replace-files commit).
+    Backfill {
+        /// The table, e.g. silver.purchases.
+        table: String,
+        /// The pipeline spec that defines the table.
+        #[arg(long, env = "MEDALLION_SPEC")]
+        spec: PathBuf,
+        /// Start of the range, inclusive: RFC 3339 (2026-11-03T10:00:00Z) or a UTC date
+        /// (2026-11-03). Default: unbounded.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, exclusive, in the same forms. Default: unbounded.
+        #[arg(long)]
+        to: Option<String>,
+        /// The timestamp column the range is on (default: the table's partition_by_day).
+        #[arg(long)]
+        column: Option<String>,
+    },
     /// Produce a generated stream (web events as JSON or sensor readings as Avro) to a topic.
     Generate {
         #[arg(long, env = "MEDALLION_BROKERS")]
@@ -165,6 +184,13 @@ async fn dispatch(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Demo { warehouse, events } => demo::run(&warehouse, events).await?,
         Command::Run { spec, once, stage } => run(&spec, once, stage).await?,
+        Command::Backfill {
+            table,
+            spec,
+            from,
+            to,
+            column,
+        } => backfill(&spec, &table, from.as_deref(), to.as_deref(), column).await?,
         Command::Generate {
             brokers,
             topic,
@@ -205,10 +231,18 @@ async fn dispatch(cli: Cli) -> Result<bool> {
     Ok(true)
 }
 
-async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
+/// A spec with every table checked and the catalog connected.
+struct Loaded {
+    spec: PipelineSpec,
+    bronze: Vec<BronzeConfig>,
+    silver: Vec<SilverConfig>,
+    catalog: std::sync::Arc<lakehouse::Catalog>,
+}
+
+async fn load(path: &Path) -> Result<Loaded> {
     let origin = path.display().to_string();
     let spec = PipelineSpec::from_file(path)?;
-    let configs: Vec<BronzeConfig> = spec
+    let bronze: Vec<BronzeConfig> = spec
         .bronze
         .iter()
         .enumerate()
@@ -223,7 +257,22 @@ async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
     let catalog = lakehouse::connect(&(&spec.lakehouse).into())
         .await
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
-    let silver = silver_configs(&spec, &configs, &catalog, &origin).await?;
+    let silver = silver_configs(&spec, &bronze, &catalog, &origin).await?;
+    Ok(Loaded {
+        spec,
+        bronze,
+        silver,
+        catalog,
+    })
+}
+
+async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
+    let Loaded {
+        spec,
+        bronze: configs,
+        silver,
+        catalog,
+    } = load(path).await?;
     let kafka = KafkaConnection::from(&spec.kafka);
     let options = RunOptions { once };
     let stop = stop_on_signal()?;
@@ -280,12 +329,81 @@ async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
     Ok(())
 }
 
+async fn backfill(
+    path: &Path,
+    table: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    column: Option<String>,
+) -> Result<()> {
+    let loaded = load(path).await?;
+    let Some(config) = loaded.silver.iter().find(|c| c.spec.table == table) else {
+        let known: Vec<&str> = loaded
+            .silver
+            .iter()
+            .map(|c| c.spec.table.as_str())
+            .collect();
+        anyhow::bail!(
+            "{}: no [[silver]] table {table} (silver tables: {})",
+            path.display(),
+            known.join(", ")
+        );
+    };
+    let from = from.map(|t| parse_time("--from", t)).transpose()?;
+    let to = to.map(|t| parse_time("--to", t)).transpose()?;
+    let column = match column.or_else(|| config.spec.partition_by_day.clone()) {
+        Some(c) => c,
+        None if from.is_none() && to.is_none() => String::new(),
+        None => anyhow::bail!(
+            "{table} has no partition_by_day column: name the timestamp column of the range with --column"
+        ),
+    };
+    let range = silver::TimeRange { column, from, to };
+    let kafka = KafkaConnection::from(&loaded.spec.kafka);
+    let r = silver::backfill(&kafka, loaded.catalog.clone(), config, &range).await?;
+    println!(
+        "{}: rebuilt from {} source snapshots up to {} ({} rows read): {} rows replaced by {} ({} dropped by expectations), {} files removed, {} added{}",
+        r.table,
+        r.source_snapshots,
+        r.source_snapshot,
+        r.rows_read,
+        r.rows_replaced,
+        r.rows_written,
+        r.rows_dropped,
+        r.files_removed,
+        r.files_added,
+        match r.restarts {
+            0 => String::new(),
+            n => format!("; started over {n} times because a live run committed"),
+        }
+    );
+    for (name, failed) in r.expectation_failures.iter().filter(|(_, f)| **f > 0) {
+        println!("  expectation {name}: {failed} rows failed");
+    }
+    Ok(())
+}
+
+/// A point in time given as RFC 3339 or as a UTC date, in microseconds since the epoch.
+fn parse_time(flag: &str, text: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_micros());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc().timestamp_micros());
+        }
+    }
+    anyhow::bail!(
+        "{flag} {text:?} is neither RFC 3339 (2026-11-03T10:00:00Z) nor a date (2026-11-03)"
+    )
+}
+
 /// Compiles each silver table against its source's columns: the table's in the catalog, or,
 /// before the first run, those a bronze table of this spec will be created with.
 async fn silver_configs(
     spec: &PipelineSpec,
     bronze: &[BronzeConfig],
-    catalog: &std::sync::Arc<dyn lakehouse::Catalog>,
+    catalog: &std::sync::Arc<lakehouse::Catalog>,
     origin: &str,
 ) -> Result<Vec<SilverConfig>> {
     let mut out = Vec::new();

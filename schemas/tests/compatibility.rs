@@ -49,12 +49,7 @@ fn apache_avro_verdict(level: CompatibilityLevel, new: &Schema, old: &[Schema]) 
 
 #[test]
 fn avro_compatibility_suite() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/compatibility.toml"
-    ))
-    .unwrap();
-    let suite: Suite = toml::from_str(&text).unwrap();
+    let suite: Suite = toml::from_str(include_str!("data/compatibility.toml")).unwrap();
     let mut failures = Vec::new();
     let mut levels = std::collections::HashSet::new();
     for case in &suite.case {

@@ -26,10 +26,15 @@ iceberg_scan of the table's current metadata, restricted to --columns if given)
 and the output is {"rows": [[...], ...]} in the query's order, values
 canonicalised as above.
 
+With --snapshots every snapshot of the table is read, oldest first, by pyiceberg
+and by DuckDB (iceberg_scan's snapshot_from_id), and the output is
+{"snapshots": [{"id": N, "operation": "...", "total_records": N or null,
+"pyiceberg": rows, "duckdb": rows}, ...]}.
+
 Usage:
   read_iceberg.py --catalog-uri sqlite:////abs/catalog.db --table ns.name
                   [--columns c1,c2] [--sql "SELECT count(*) FROM t"]
-                  [--readers pyiceberg,duckdb,polars]
+                  [--readers pyiceberg,duckdb,polars] [--snapshots]
 
 Errors are reported on stderr with exit status 2.
 """
@@ -237,6 +242,30 @@ def read_polars(table, columns):
     return lf.select(columns).collect().to_arrow()
 
 
+def read_snapshots(table):
+    con = duckdb_connection()
+    path = _sql_str(local_path(table.metadata_location))
+    out = []
+    try:
+        for snap in sorted(table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms)):
+            summary = snap.summary
+            total = summary.get("total-records") if summary is not None else None
+            py = table.scan(snapshot_id=snap.snapshot_id).to_arrow().num_rows
+            duck = con.sql(
+                f"SELECT count(*) FROM iceberg_scan({path}, snapshot_from_id => {snap.snapshot_id})"
+            ).fetchone()[0]
+            out.append({
+                "id": snap.snapshot_id,
+                "operation": summary.operation.value if summary is not None else None,
+                "total_records": None if total is None else int(total),
+                "pyiceberg": py,
+                "duckdb": duck,
+            })
+    finally:
+        con.close()
+    return out
+
+
 READERS = {"pyiceberg": read_pyiceberg, "duckdb": read_duckdb, "polars": read_polars}
 
 
@@ -251,6 +280,7 @@ def parse_args(argv):
     p.add_argument("--table", required=True, help="NAMESPACE.NAME")
     p.add_argument("--columns", default=None, help="comma-separated columns (default: all, in schema order)")
     p.add_argument("--sql", default=None, help="SQL to run in DuckDB over view t instead of digesting")
+    p.add_argument("--snapshots", action="store_true", help="count the rows of every snapshot with pyiceberg and DuckDB")
     p.add_argument("--readers", default=",".join(ALL_READERS), help="comma-separated subset of " + ",".join(ALL_READERS))
     return p.parse_args(argv)
 
@@ -288,6 +318,9 @@ def run(argv):
         columns = all_cols
     if not columns:
         fail("no columns selected")
+
+    if args.snapshots:
+        return {"snapshots": read_snapshots(table)}
 
     if args.sql is not None:
         con = duckdb_connection()

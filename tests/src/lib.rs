@@ -386,7 +386,7 @@ impl Workspace {
 /// Reads stored offsets through one catalog connection.
 struct OffsetReader {
     rt: tokio::runtime::Runtime,
-    catalog: std::sync::Arc<dyn lakehouse::Catalog>,
+    catalog: std::sync::Arc<lakehouse::Catalog>,
 }
 
 impl OffsetReader {
@@ -479,6 +479,16 @@ pub fn sigkill(child: &mut Child) {
 }
 
 /// What a third-party reader saw.
+/// One snapshot as pyiceberg and DuckDB read it.
+#[derive(Debug)]
+pub struct SnapshotRead {
+    pub operation: String,
+    /// `total-records` of the snapshot's summary.
+    pub total_records: Option<u64>,
+    pub pyiceberg: u64,
+    pub duckdb: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ReaderView {
     pub rows: u64,
@@ -490,7 +500,7 @@ fn python() -> String {
 }
 
 fn peer_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/read_iceberg.py")
+    manifest_dir().join("peers/read_iceberg.py")
 }
 
 fn run_peer(args: &[String]) -> Result<serde_json::Value> {
@@ -538,6 +548,28 @@ impl Workspace {
         Ok(serde_json::from_value(v["readers"].clone())?)
     }
 
+    /// Every snapshot of the table, oldest first, read by pyiceberg and DuckDB.
+    pub fn snapshot_reads(&self, table: &str) -> Result<Vec<SnapshotRead>> {
+        let args = vec![
+            "--catalog-uri".into(),
+            self.peer_uri(),
+            "--table".into(),
+            table.into(),
+            "--snapshots".into(),
+        ];
+        let v = run_peer(&args)?;
+        let mut out = Vec::new();
+        for s in v["snapshots"].as_array().cloned().unwrap_or_default() {
+            out.push(SnapshotRead {
+                operation: s["operation"].as_str().unwrap_or_default().to_string(),
+                total_records: s["total_records"].as_u64(),
+                pyiceberg: s["pyiceberg"].as_u64().context("pyiceberg count")?,
+                duckdb: s["duckdb"].as_u64().context("duckdb count")?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Rows of a DuckDB query over the table (as view `t`, read with `iceberg_scan`).
     pub fn duckdb(&self, table: &str, sql: &str) -> Result<Vec<Vec<serde_json::Value>>> {
         let args = vec![
@@ -559,9 +591,17 @@ impl Workspace {
 /// (`max.poll.interval.ms`) bounds how long a join waits.
 pub const GROUP_SETTINGS: &str = r#"consumer_properties = { "session.timeout.ms" = "30000", "heartbeat.interval.ms" = "3000", "max.poll.interval.ms" = "30000" }"#;
 
+/// This package's directory as cargo gives it when running the tests: a path baked in at
+/// compile time goes stale when the build is reused from another checkout (CI's clone).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 /// The repository's web-event schema, as users reference it.
 pub fn web_event_schema() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/avro/web_event.avsc")
+    manifest_dir().join("../schemas/avro/web_event.avsc")
 }
 
 impl Workspace {
@@ -779,9 +819,7 @@ impl RegistryServer {
 
 /// Runs a script from `tests/peers` with the venv's Python and parses its JSON output.
 pub fn peer_json(script: &str, args: &[&str]) -> Result<serde_json::Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(script);
+    let path = manifest_dir().join("peers").join(script);
     let out = Command::new(env("MEDALLION_TEST_PYTHON"))
         .arg(&path)
         .args(args)

@@ -79,7 +79,7 @@ pub struct BronzeReport {
 
 struct TableOffsets {
     runtime: tokio::runtime::Handle,
-    catalog: Arc<dyn Catalog>,
+    catalog: Arc<Catalog>,
     table: String,
 }
 
@@ -131,7 +131,7 @@ impl Position {
 /// move to the other workers at once.
 pub async fn run(
     kafka: &KafkaConnection,
-    catalog: Arc<dyn Catalog>,
+    catalog: Arc<Catalog>,
     config: &BronzeConfig,
     options: RunOptions,
     stop: watch::Receiver<bool>,
@@ -170,7 +170,7 @@ struct Stage<'a> {
 impl<'a> Stage<'a> {
     async fn start(
         kafka: &KafkaConnection,
-        catalog: Arc<dyn Catalog>,
+        catalog: Arc<Catalog>,
         config: &'a BronzeConfig,
     ) -> Result<Self> {
         let table = IcebergTable::open_or_create(
@@ -683,7 +683,7 @@ pub fn table_schema(config: &BronzeConfig) -> arrow::datatypes::SchemaRef {
 /// The schema the table of `config` reads Avro records with now (the spec's, for a table not
 /// created yet), as [`run`] would start with it.
 pub async fn current_reader_schema(
-    catalog: Arc<dyn Catalog>,
+    catalog: Arc<Catalog>,
     config: &BronzeConfig,
 ) -> Result<EventSchema> {
     match IcebergTable::open_if_exists(catalog, &config.table).await? {

@@ -2,6 +2,7 @@
 //! SQL) → `silver.<table>`, each commit recording the last source snapshot it consumed, so a
 //! restart goes on from there and nothing is read twice or skipped.
 
+mod backfill;
 mod expect;
 mod frame;
 mod personal;
@@ -11,6 +12,7 @@ mod transform;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use lakehouse::{Catalog, IcebergTable, TableDefinition};
 use tokio::sync::watch;
@@ -19,6 +21,7 @@ use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
 use crate::spec::{OnFail, SilverSpec};
+pub use backfill::{backfill, BackfillReport, TimeRange};
 use expect::Expectations;
 pub use quality::{COUNTS_PROPERTY, QUALITY_TABLE};
 use transform::Transform;
@@ -89,7 +92,7 @@ pub struct SilverReport {
 /// `stop` turns true.
 pub async fn run(
     kafka: &KafkaConnection,
-    catalog: Arc<dyn Catalog>,
+    catalog: Arc<Catalog>,
     config: &SilverConfig,
     options: RunOptions,
     mut stop: watch::Receiver<bool>,
@@ -120,20 +123,7 @@ pub async fn run(
         },
     )
     .await?;
-    let drops = spec.expectations.iter().any(|e| e.on_fail == OnFail::Drop);
-    let mut dlq = match drops {
-        false => None,
-        true => Some(
-            DeadLetter::connect(
-                &kafka.brokers,
-                &kafka.producer_properties,
-                &spec.dlq_topic(),
-                "silver",
-                kafka.connect_timeout,
-            )
-            .await?,
-        ),
-    };
+    let mut dlq = open_dlq(kafka, spec).await?;
     let mut quality = match config.expectations.is_empty() {
         true => None,
         false => Some(quality::Recorder::open(catalog.clone(), &table).await?),
@@ -159,67 +149,25 @@ pub async fn run(
             let started = Instant::now();
             let batches = source.scan_appended(chunk).await?;
             let rows_read: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let out = batches
-                .iter()
-                .map(|b| config.transform.apply(b))
-                .collect::<std::result::Result<Vec<_>, String>>()
-                .and_then(|out| transform::concat(&config.transform, &out))
-                .map_err(|message| Error::Stage {
-                    table: spec.table.clone(),
-                    message,
-                })?;
             let last = chunk[chunk.len() - 1].to_string();
             let range = format!("{}..={last}", chunk[0]);
-            let stage_err = |message: String| Error::Stage {
-                table: spec.table.clone(),
-                message,
-            };
-            let read = out.num_rows();
-            let judged = config.expectations.judge(out).map_err(stage_err)?;
-            if let Some((name, failed, row)) = &judged.failure {
-                let example = expect::rows_as_json(row)
-                    .ok()
-                    .and_then(|rows| rows.into_iter().next())
-                    .map(|r| String::from_utf8_lossy(&r).into_owned())
-                    .unwrap_or_default();
-                return Err(stage_err(format!(
-                    "expectation `{name}` (on_fail = fail) failed on {failed} of {read} rows read from {} snapshots {range}, e.g. {example}; nothing of them was committed",
-                    spec.source
-                )));
-            }
-            let mut dropped = 0;
-            if let Some(dlq) = dlq.as_mut() {
-                for (rows, name) in &judged.dropped {
-                    let check = spec
-                        .expectations
-                        .iter()
-                        .find(|e| &e.name == name)
-                        .map_or("", |e| e.check.as_str());
-                    let reason = format!("expectation.{name}");
-                    let message = format!("`{check}` is not true");
-                    for json in expect::rows_as_json(rows).map_err(stage_err)? {
-                        dlq.send_row(&json, &reason, &message, &spec.source, &range)?;
-                        dropped += 1;
-                    }
-                }
-                dlq.flush().await?;
-            }
-            for c in &judged.counts {
+            let refined = refine(config, &batches, &range, Ok, dlq.as_mut()).await?;
+            for c in &refined.counts {
                 *report
                     .expectation_failures
                     .entry(c.name.clone())
                     .or_default() += c.failed;
             }
-            for c in judged.counts.iter().filter(|c| c.failed > 0) {
-                tracing::warn!(table = %spec.table, expectation = %c.name, action = %c.action, failed = c.failed, passed = c.passed, "expectation not met");
-            }
-            let out = judged.kept;
+            let out = refined.rows;
             let staged = table.write(&out).await?;
             let extra = match config.expectations.is_empty() {
                 true => Vec::new(),
                 false => vec![(
                     COUNTS_PROPERTY.to_string(),
-                    serde_json::to_string(&judged.counts).map_err(|e| stage_err(e.to_string()))?,
+                    serde_json::to_string(&refined.counts).map_err(|e| Error::Stage {
+                        table: spec.table.clone(),
+                        message: e.to_string(),
+                    })?,
                 )],
             };
             let expected = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
@@ -234,7 +182,7 @@ pub async fn run(
             report.source_snapshots += chunk.len() as u64;
             report.rows_read += rows_read as u64;
             report.rows_written += out.num_rows() as u64;
-            report.rows_dropped += dropped;
+            report.rows_dropped += refined.dropped;
             report.commits += 1;
             crate::TABLE_COMMITS.notify_waiters();
             if let Some(quality) = quality.as_mut() {
@@ -254,6 +202,94 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// The DLQ producer, when an expectation drops rows.
+async fn open_dlq(kafka: &KafkaConnection, spec: &SilverSpec) -> Result<Option<DeadLetter>> {
+    if !spec.expectations.iter().any(|e| e.on_fail == OnFail::Drop) {
+        return Ok(None);
+    }
+    let dlq = DeadLetter::connect(
+        &kafka.brokers,
+        &kafka.producer_properties,
+        &spec.dlq_topic(),
+        "silver",
+        kafka.connect_timeout,
+    )
+    .await?;
+    Ok(Some(dlq))
+}
+
+/// Source rows made into silver rows.
+struct Refined {
+    /// The rows to commit.
+    rows: RecordBatch,
+    /// Per expectation, over the rows judged.
+    counts: Vec<expect::Count>,
+    /// Rows an expectation dropped (now in the DLQ).
+    dropped: u64,
+}
+
+/// Filters and types `batches`, read from the source snapshots `range`, keeps the rows
+/// `select` keeps and judges them: rows a `drop` expectation fails go to `dlq`; a `fail`
+/// expectation stops the stage with an example row.
+async fn refine(
+    config: &SilverConfig,
+    batches: &[RecordBatch],
+    range: &str,
+    select: impl Fn(RecordBatch) -> std::result::Result<RecordBatch, String>,
+    dlq: Option<&mut DeadLetter>,
+) -> Result<Refined> {
+    let spec = &config.spec;
+    let stage_err = |message: String| Error::Stage {
+        table: spec.table.clone(),
+        message,
+    };
+    let out = batches
+        .iter()
+        .map(|b| config.transform.apply(b))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .and_then(|out| transform::concat(&config.transform, &out))
+        .and_then(select)
+        .map_err(stage_err)?;
+    let read = out.num_rows();
+    let judged = config.expectations.judge(out).map_err(stage_err)?;
+    if let Some((name, failed, row)) = &judged.failure {
+        let example = expect::rows_as_json(row)
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .unwrap_or_default();
+        return Err(stage_err(format!(
+            "expectation `{name}` (on_fail = fail) failed on {failed} of {read} rows read from {} snapshots {range}, e.g. {example}; nothing of them was committed",
+            spec.source
+        )));
+    }
+    let mut dropped = 0;
+    if let Some(dlq) = dlq {
+        for (rows, name) in &judged.dropped {
+            let check = spec
+                .expectations
+                .iter()
+                .find(|e| &e.name == name)
+                .map_or("", |e| e.check.as_str());
+            let reason = format!("expectation.{name}");
+            let message = format!("`{check}` is not true");
+            for json in expect::rows_as_json(rows).map_err(stage_err)? {
+                dlq.send_row(&json, &reason, &message, &spec.source, range)?;
+                dropped += 1;
+            }
+        }
+        dlq.flush().await?;
+    }
+    for c in judged.counts.iter().filter(|c| c.failed > 0) {
+        tracing::warn!(table = %spec.table, expectation = %c.name, action = %c.action, failed = c.failed, passed = c.passed, "expectation not met");
+    }
+    Ok(Refined {
+        rows: judged.kept,
+        counts: judged.counts,
+        dropped,
+    })
 }
 
 /// Sleeps for `poll`, or until a table of this process commits, unless `stop` turns true

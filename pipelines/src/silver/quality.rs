@@ -46,7 +46,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Opens (or creates) the quality table and records the commits of `silver` it misses
     /// (those of a run that stopped between a silver commit and its record).
-    pub async fn open(catalog: Arc<dyn Catalog>, silver: &IcebergTable) -> Result<Self> {
+    pub async fn open(catalog: Arc<Catalog>, silver: &IcebergTable) -> Result<Self> {
         let dataset = silver.name();
         let quality = IcebergTable::open_or_create(
             catalog,

@@ -1,8 +1,11 @@
-//! Bronze benchmark: events/s from broker to committed Iceberg table, peak RSS and commit
-//! latency, beside the raw consume rate of the same topic by a consumer that discards.
+//! Benchmarks of `medallion run --once`: bronze (events/s from broker to committed Iceberg
+//! table, beside the raw consume rate of the same topic by a consumer that discards) and, with
+//! `silver`, the silver stage over that bronze table (rows/s). Each prints peak RSS and commit
+//! latency percentiles.
 //!
-//! Usage: bronze-bench BROKER MEDALLION_BIN WORKDIR [EVENTS]
+//! Usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver]
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,10 +23,11 @@ const PARTITIONS: i32 = 3;
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        bail!("usage: bronze-bench BROKER MEDALLION_BIN WORKDIR [EVENTS]");
+        bail!("usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver]");
     }
     let (broker, bin, dir) = (&args[1], &args[2], std::path::PathBuf::from(&args[3]));
     let events: usize = args.get(4).map_or(Ok(1_000_000), |s| s.parse())?;
+    let silver = args.get(5).is_some_and(|s| s == "silver");
     let topic = format!("bench-{}", std::process::id());
 
     create_topic(broker, &topic).await?;
@@ -66,22 +70,95 @@ commit = {{ interval = "5s", max_rows = 50000 }}
             schema = schema.display()
         ),
     )?;
-    let log = dir.join("bronze.log");
+    let bronze = run_stage(bin, &spec, &dir.join("bronze.log"), "bronze")?;
+    let rate = events as f64 / bronze.wall.as_secs_f64();
+    println!(
+        "bronze (broker → committed Iceberg): {:.1} s, {rate:.0} events/s, peak RSS {:.0} MiB, {}",
+        bronze.wall.as_secs_f64(),
+        bronze.peak_rss_mib,
+        bronze.commits()
+    );
+    println!("ratio raw/bronze: {:.2}x", raw_rate / rate);
+    if silver {
+        std::fs::write(&spec, std::fs::read_to_string(&spec)? + SILVER)?;
+        let s = run_stage(bin, &spec, &dir.join("silver.log"), "silver")?;
+        println!(
+            "silver (bronze → filtered, typed, hashed, judged, committed): {:.1} s, {:.0} rows/s, peak RSS {:.0} MiB, {}",
+            s.wall.as_secs_f64(),
+            events as f64 / s.wall.as_secs_f64(),
+            s.peak_rss_mib,
+            s.commits()
+        );
+    }
+    Ok(())
+}
+
+/// The silver table of the benchmark: every cleansing kind the README lists, one hashed
+/// column and a warn expectation, over every bronze row.
+const SILVER: &str = r#"
+[[silver]]
+table = "silver.bench"
+source = "bronze.bench"
+filter = "event_type = 'page_view'"
+columns = [
+  { name = "event_id", expr = "event_id" },
+  { name = "page", expr = "lower(trim(page))" },
+  { name = "country", expr = "CASE country WHEN 'DE' THEN 'Germany' ELSE 'other' END" },
+  { name = "user_hash", expr = "user_id", pii = "hash" },
+  { name = "user_agent", expr = "json_get(payload, 'user_agent')" },
+  { name = "event_time", expr = "event_time" },
+]
+partition_by_day = "event_time"
+expectations = [{ name = "has_page", check = "page IS NOT NULL", on_fail = "warn" }]
+"#;
+
+/// One `medallion run --once --stage S`.
+struct StageRun {
+    wall: Duration,
+    peak_rss_mib: f64,
+    /// Per commit, from the log.
+    commit_ms: Vec<u64>,
+}
+
+impl StageRun {
+    fn commits(&self) -> String {
+        let pct = |p: f64| {
+            self.commit_ms
+                .get(((self.commit_ms.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        format!(
+            "{} commits, commit latency p50 {} ms p99 {} ms",
+            self.commit_ms.len(),
+            pct(0.5),
+            pct(0.99)
+        )
+    }
+}
+
+fn run_stage(bin: &str, spec: &Path, log: &Path, stage: &str) -> Result<StageRun> {
     let t = Instant::now();
-    let status = Command::new(bin)
-        .args(["run", spec.to_str().unwrap_or_default(), "--once"])
+    let child = Command::new(bin)
+        .args([
+            "run",
+            spec.to_str().unwrap_or_default(),
+            "--once",
+            "--stage",
+            stage,
+        ])
         .env("MEDALLION_LOG", "warn,pipelines=info")
+        .env("MEDALLION_PII_SALT", "bench")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .status()
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
         .context("cannot start medallion")?;
+    let (ok, peak_rss_mib) = wait_with_peak_rss(child.id())?;
     let wall = t.elapsed();
-    if !status.success() {
+    if !ok {
         bail!("medallion failed; see {}", log.display());
     }
-    let rate = events as f64 / wall.as_secs_f64();
-    let peak = peak_child_rss_mib();
-    let mut commit_ms: Vec<u64> = std::fs::read_to_string(&log)?
+    let mut commit_ms: Vec<u64> = std::fs::read_to_string(log)?
         .lines()
         .filter(|l| l.contains(" committed"))
         .filter_map(|l| {
@@ -94,21 +171,26 @@ commit = {{ interval = "5s", max_rows = 50000 }}
         })
         .collect();
     commit_ms.sort_unstable();
-    let pct = |p: f64| {
-        commit_ms
-            .get(((commit_ms.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0)
-    };
-    println!(
-        "bronze (broker → committed Iceberg): {:.1} s, {rate:.0} events/s, peak RSS {peak:.0} MiB, {} commits, commit latency p50 {} ms p99 {} ms",
-        wall.as_secs_f64(),
-        commit_ms.len(),
-        pct(0.5),
-        pct(0.99)
-    );
-    println!("ratio raw/bronze: {:.2}x", raw_rate / rate);
-    Ok(())
+    Ok(StageRun {
+        wall,
+        peak_rss_mib,
+        commit_ms,
+    })
+}
+
+/// Waits for the child and returns whether it succeeded and its own peak RSS (MiB).
+fn wait_with_peak_rss(pid: u32) -> Result<(bool, f64)> {
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: wait4 fills the status and the struct it is given, for our own child.
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, usage.as_mut_ptr()) };
+    if waited != pid as i32 {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((ok, usage.ru_maxrss as f64 / 1024.0))
 }
 
 async fn create_topic(broker: &str, topic: &str) -> Result<()> {
@@ -179,16 +261,4 @@ fn raw_consume(broker: &str, topic: &str, events: usize) -> Result<Duration> {
         }
     }
     Ok(t.elapsed())
-}
-
-fn peak_child_rss_mib() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    let ok = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) } == 0;
-    if !ok {
-        return f64::NAN;
-    }
-    // SAFETY: initialised by the successful call above.
-    let usage = unsafe { usage.assume_init() };
-    usage.ru_maxrss as f64 / 1024.0
 }

@@ -1,0 +1,250 @@
+//! `medallion backfill silver.<t>`: recompute a time range of a silver table from its source
+//! and swap it in, in one replace-files commit.
+//!
+//! The range is recomputed from every source row up to the snapshot the silver table has
+//! consumed (its cursor), so the result is what the live run would have produced with the
+//! current spec; the commit is conditional on that cursor, so a live run committing meanwhile
+//! makes the backfill start over rather than lose its rows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::{cast, filter_record_batch, not};
+use arrow::datatypes::DataType;
+use lakehouse::{Catalog, IcebergTable, ReplaceOutcome};
+
+use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
+use crate::bronze::KafkaConnection;
+use crate::error::{Error, Result};
+
+/// Snapshot property of a backfill commit: the range it rebuilt (JSON).
+const BACKFILL_PROPERTY: &str = "medallion.backfill";
+
+/// How many times the backfill starts over after a live run moved the cursor under it.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Which rows a backfill rebuilds: those whose timestamp `column` is in `[from, to)`
+/// (microseconds since the epoch, UTC; an open side is unbounded). With both sides open every
+/// row is rebuilt, those with a null timestamp included.
+#[derive(Debug, Clone)]
+pub struct TimeRange {
+    pub column: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl TimeRange {
+    fn is_everything(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// Which rows of `batch` are in the range.
+    fn mask(&self, batch: &RecordBatch) -> std::result::Result<BooleanArray, String> {
+        if self.is_everything() {
+            return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
+        }
+        let column = batch
+            .column_by_name(&self.column)
+            .ok_or_else(|| format!("the table has no column {}", self.column))?;
+        if !matches!(column.data_type(), DataType::Timestamp(_, _)) {
+            return Err(format!(
+                "column {} is {}, not a timestamp",
+                self.column,
+                column.data_type()
+            ));
+        }
+        let micros = cast(
+            &cast(
+                column,
+                &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            )
+            .map_err(|e| e.to_string())?,
+            &DataType::Int64,
+        )
+        .map_err(|e| e.to_string())?;
+        let micros = micros
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or("timestamp did not cast to microseconds")?;
+        Ok(micros
+            .iter()
+            .map(|v| {
+                Some(v.is_some_and(|v| {
+                    self.from.is_none_or(|f| v >= f) && self.to.is_none_or(|t| v < t)
+                }))
+            })
+            .collect())
+    }
+
+    /// The rows of `batch` in the range (`inside`) or out of it.
+    fn select(&self, batch: RecordBatch, inside: bool) -> std::result::Result<RecordBatch, String> {
+        let mask = self.mask(&batch)?;
+        let mask = match inside {
+            true => mask,
+            false => not(&mask).map_err(|e| e.to_string())?,
+        };
+        filter_record_batch(&batch, &mask).map_err(|e| e.to_string())
+    }
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillReport {
+    pub table: String,
+    /// The source snapshot the rebuilt rows are computed up to (the silver cursor).
+    pub source_snapshot: i64,
+    pub source_snapshots: u64,
+    pub rows_read: u64,
+    /// Rows of the range before the backfill, and after.
+    pub rows_replaced: u64,
+    pub rows_written: u64,
+    /// Rows dropped by expectations (sent to the DLQ again).
+    pub rows_dropped: u64,
+    pub expectation_failures: BTreeMap<String, u64>,
+    pub files_removed: u64,
+    pub files_added: u64,
+    /// How many times a live run moved the cursor and the backfill started over.
+    pub restarts: u32,
+}
+
+/// Rebuilds the rows of `range` in the silver table of `config`.
+pub async fn backfill(
+    kafka: &KafkaConnection,
+    catalog: Arc<Catalog>,
+    config: &SilverConfig,
+    range: &TimeRange,
+) -> Result<BackfillReport> {
+    let spec = &config.spec;
+    let stage_err = |message: String| Error::Stage {
+        table: spec.table.clone(),
+        message,
+    };
+    let Some(mut table) = IcebergTable::open_if_exists(catalog.clone(), &spec.table).await? else {
+        return Err(stage_err(
+            "the table does not exist yet: run the pipeline first".to_string(),
+        ));
+    };
+    let mut source = IcebergTable::open(catalog.clone(), &spec.source).await?;
+    let mut dlq = open_dlq(kafka, spec).await?;
+    let mut report = BackfillReport {
+        table: spec.table.clone(),
+        ..Default::default()
+    };
+    let range_json = serde_json::json!({
+        "column": range.column,
+        "from_micros": range.from,
+        "to_micros": range.to,
+    })
+    .to_string();
+    for attempt in 0..MAX_ATTEMPTS {
+        report.restarts = attempt;
+        table.refresh().await?;
+        source.refresh().await?;
+        let Some(cursor) = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string) else {
+            return Err(stage_err(
+                "the table has consumed nothing yet: nothing to backfill".to_string(),
+            ));
+        };
+        let upto: i64 = cursor.parse().map_err(|_| {
+            stage_err(format!(
+                "snapshot property {CURSOR_PROPERTY} is {cursor:?}, not a snapshot id"
+            ))
+        })?;
+        let appends = source.appends_after(None)?;
+        let Some(end) = appends.iter().position(|s| *s == upto) else {
+            return Err(stage_err(format!(
+                "source snapshot {upto} (the table's cursor) is not in {}'s history any more",
+                spec.source
+            )));
+        };
+        let consumed = &appends[..=end];
+
+        let mut rebuilt = Vec::new();
+        let (mut rows_read, mut dropped) = (0, 0);
+        let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+        for chunk in consumed.chunks(spec.batch_snapshots) {
+            let batches = source.scan_appended(chunk).await?;
+            rows_read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            let label = format!(
+                "{}..={} (backfill of {range_json})",
+                chunk[0],
+                chunk[chunk.len() - 1]
+            );
+            let refined = refine(
+                config,
+                &batches,
+                &label,
+                |b| range.select(b, true),
+                dlq.as_mut(),
+            )
+            .await?;
+            for c in &refined.counts {
+                *failures.entry(c.name.clone()).or_default() += c.failed;
+            }
+            dropped += refined.dropped;
+            rebuilt.push(refined.rows);
+        }
+
+        let files = match range.is_everything() {
+            true => table.live_files().await?,
+            false => {
+                table
+                    .files_in_range(&range.column, range.from, range.to)
+                    .await?
+            }
+        };
+        let existing = table.scan_files(files.clone()).await?;
+        let mut replaced = 0;
+        let mut rows = Vec::new();
+        for batch in existing {
+            let before = batch.num_rows();
+            let kept = range.select(batch, false).map_err(stage_err)?;
+            replaced += (before - kept.num_rows()) as u64;
+            rows.push(kept);
+        }
+        let written: u64 = rebuilt.iter().map(|b| b.num_rows() as u64).sum();
+        rows.extend(rebuilt);
+        let mut staged = lakehouse::StagedFiles::default();
+        for batch in rows.iter().filter(|b| b.num_rows() > 0) {
+            staged.extend(table.write(batch).await?);
+        }
+        let files_added = staged.len() as u64;
+        let properties = HashMap::from([
+            (CURSOR_PROPERTY.to_string(), cursor.clone()),
+            (BACKFILL_PROPERTY.to_string(), range_json.clone()),
+        ]);
+        let outcome = table
+            .replace_if(&files, &staged, |t| {
+                Ok(
+                    match t.snapshot_property(CURSOR_PROPERTY) == Some(cursor.as_str()) {
+                        true => Ok(properties.clone()),
+                        false => Err(()),
+                    },
+                )
+            })
+            .await?;
+        match outcome {
+            ReplaceOutcome::Committed { snapshot_id } => {
+                report.source_snapshot = upto;
+                report.source_snapshots = consumed.len() as u64;
+                report.rows_read = rows_read;
+                report.rows_replaced = replaced;
+                report.rows_written = written;
+                report.rows_dropped = dropped;
+                report.expectation_failures = failures;
+                report.files_removed = files.len() as u64;
+                report.files_added = files_added;
+                crate::TABLE_COMMITS.notify_waiters();
+                tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = written, "backfill committed");
+                return Ok(report);
+            }
+            ReplaceOutcome::Refused(()) | ReplaceOutcome::FilesGone(_) => {
+                tracing::warn!(table = %spec.table, "a live run committed meanwhile: starting the backfill over");
+            }
+        }
+    }
+    Err(stage_err(format!(
+        "a live run kept committing: the backfill started over {MAX_ATTEMPTS} times and committed nothing"
+    )))
+}
