@@ -3,6 +3,7 @@
 pub mod bronze;
 mod dlq;
 mod error;
+pub mod gold;
 pub mod silver;
 pub mod source;
 pub mod spec;
