@@ -298,6 +298,12 @@ impl IcebergTable {
         self.table.metadata().current_snapshot_id()
     }
 
+    /// The sequence number and commit time (ms) of a snapshot.
+    pub fn snapshot_meta(&self, snapshot_id: i64) -> Option<(i64, i64)> {
+        let snapshot = self.table.metadata().snapshot_by_id(snapshot_id)?;
+        Some((snapshot.sequence_number(), snapshot.timestamp_ms()))
+    }
+
     /// Reloads the table from the catalog.
     pub async fn refresh(&mut self) -> Result<()> {
         let name = self.name();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "medallion",
     version,
-    about = "Streaming lakehouse ETL: Kafka → bronze Iceberg tables"
+    about = "Streaming lakehouse ETL: Kafka → bronze, silver and gold Iceberg tables"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -148,6 +148,7 @@ enum SchemaCommand {
 enum Stage {
     Bronze,
     Silver,
+    Gold,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -236,6 +237,7 @@ struct Loaded {
     spec: PipelineSpec,
     bronze: Vec<BronzeConfig>,
     silver: Vec<SilverConfig>,
+    gold: Vec<pipelines::gold::GoldConfig>,
     catalog: std::sync::Arc<lakehouse::Catalog>,
 }
 
@@ -258,10 +260,12 @@ async fn load(path: &Path) -> Result<Loaded> {
         .await
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
     let silver = silver_configs(&spec, &bronze, &catalog, &origin).await?;
+    let gold = gold_configs(&spec, &silver, &catalog, &origin).await?;
     Ok(Loaded {
         spec,
         bronze,
         silver,
+        gold,
         catalog,
     })
 }
@@ -271,6 +275,7 @@ async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
         spec,
         bronze: configs,
         silver,
+        gold,
         catalog,
     } = load(path).await?;
     let kafka = KafkaConnection::from(&spec.kafka);
@@ -292,13 +297,37 @@ async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
                 .map(|c| silver::run(&kafka, catalog.clone(), c, options, stop.clone())),
         )
     };
-    // Once: silver reads what bronze committed in this run. Continuously: side by side.
-    let (bronze_reports, silver_reports) = if once {
-        let b = bronze_runs.await;
-        (b, silver_runs().await)
-    } else {
-        tokio::join!(bronze_runs, silver_runs())
+    let gold_runs = || {
+        futures::future::join_all(
+            gold.iter()
+                .filter(|_| runs(Stage::Gold))
+                .map(|c| pipelines::gold::run(&kafka, catalog.clone(), c, options, stop.clone())),
+        )
     };
+    // Once: each layer reads what the one below committed in this run. Continuously: side
+    // by side.
+    let (bronze_reports, silver_reports, gold_reports) = if once {
+        let b = bronze_runs.await;
+        let s = silver_runs().await;
+        (b, s, gold_runs().await)
+    } else {
+        tokio::join!(bronze_runs, silver_runs(), gold_runs())
+    };
+    for report in gold_reports {
+        let r = report?;
+        tracing::info!(
+            table = %r.table,
+            source_snapshots = r.source_snapshots,
+            rows_read = r.rows_read,
+            rows = r.rows_written,
+            late = r.late,
+            no_event_time = r.untimed,
+            commits = r.commits,
+            open_windows = r.open_windows,
+            state_bytes = r.state_bytes,
+            "gold run finished"
+        );
+    }
     for report in silver_reports {
         let r = report?;
         tracing::info!(
@@ -422,6 +451,34 @@ async fn silver_configs(
             },
         };
         out.push(SilverConfig::new(s, &source, origin, i)?);
+    }
+    Ok(out)
+}
+
+/// Compiles each gold table against its source's columns: the table's in the catalog, or,
+/// before the first run, those a silver table of this spec will be created with.
+async fn gold_configs(
+    spec: &PipelineSpec,
+    silver: &[SilverConfig],
+    catalog: &std::sync::Arc<lakehouse::Catalog>,
+    origin: &str,
+) -> Result<Vec<pipelines::gold::GoldConfig>> {
+    let mut out = Vec::new();
+    for (i, g) in spec.gold.iter().enumerate() {
+        let source = match lakehouse::IcebergTable::open_if_exists(catalog.clone(), &g.source)
+            .await
+            .with_context(|| format!("{origin}: gold[{i}].source"))?
+        {
+            Some(table) => table.arrow_schema().clone(),
+            None => match silver.iter().find(|s| s.spec.table == g.source) {
+                Some(s) => s.output().clone(),
+                None => anyhow::bail!(
+                    "{origin}: gold[{i}].source: table {} does not exist, and no [[silver]] of this spec writes it",
+                    g.source
+                ),
+            },
+        };
+        out.push(pipelines::gold::GoldConfig::new(g, &source, origin, i)?);
     }
     Ok(out)
 }

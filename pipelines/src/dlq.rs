@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -113,23 +114,24 @@ impl DeadLetter {
         Ok(())
     }
 
-    /// Queues a table row (as JSON) that a derived table refused, naming the table and the
-    /// snapshot range it was read from.
+    /// Queues a table row (as JSON) that the derived table `table` refused, naming the table
+    /// and the snapshot range it was read from.
     pub fn send_row(
         &mut self,
         row_json: &[u8],
+        table: &str,
         reason: &str,
         message: &str,
-        source_table: &str,
-        source_snapshots: &str,
+        source: (&str, &str),
     ) -> Result<()> {
         let headers = self.error_headers(
             OwnedHeaders::new(),
             reason,
             message,
             [
-                ("medallion.error.source.table", source_table),
-                ("medallion.error.source.snapshots", source_snapshots),
+                ("medallion.error.table", table),
+                ("medallion.error.source.table", source.0),
+                ("medallion.error.source.snapshots", source.1),
             ],
         );
         let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
@@ -221,4 +223,17 @@ async fn create_topic(config: &ClientConfig, topic: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each row of `batch` as a JSON object.
+pub(crate) fn rows_as_json(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
+    let mut buf = Vec::new();
+    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(buf
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }

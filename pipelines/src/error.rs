@@ -12,7 +12,8 @@ pub enum Error {
     Schema(#[from] schemas::Error),
     #[error(transparent)]
     Registry(#[from] schemas::registry::RegistryError),
-    #[error("bronze {table}: {message}")]
+    /// A stage of one table cannot go on.
+    #[error("{table}: {message}")]
     Stage { table: String, message: String },
 }
 

@@ -27,6 +27,112 @@ pub struct PipelineSpec {
     /// One entry per silver table.
     #[serde(default)]
     pub silver: Vec<SilverSpec>,
+    /// One entry per gold table.
+    #[serde(default)]
+    pub gold: Vec<GoldSpec>,
+}
+
+/// A gold table: event-time windowed aggregates of a source table, per group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldSpec {
+    /// `gold.NAME`.
+    pub table: String,
+    /// The table it reads, e.g. `silver.purchases`.
+    pub source: String,
+    /// The source's timestamp column windows are over.
+    pub event_time: String,
+    pub window: WindowSpec,
+    #[serde(default)]
+    pub watermark: WatermarkSpec,
+    /// How long after a window's end records still change it; later ones go to the late
+    /// output (the DLQ, reason `late`).
+    #[serde(default = "zero", deserialize_with = "duration")]
+    pub allowed_lateness: Duration,
+    #[serde(default)]
+    pub emit: EmitSpec,
+    /// Source columns the results are grouped by (none: one row per window).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    pub aggregates: Vec<AggregateSpec>,
+    /// Topic of the late output and of records without an event time; default `<table>.dlq`.
+    #[serde(default)]
+    pub dlq_topic: Option<String>,
+    /// How often the source is checked for new snapshots.
+    #[serde(default = "default_silver_poll", deserialize_with = "duration")]
+    pub poll: Duration,
+    /// At most this many source snapshots go into one commit.
+    #[serde(default = "default_batch_snapshots")]
+    pub batch_snapshots: usize,
+}
+
+/// The shape of a gold table's windows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Fixed windows of this size, e.g. `1m`.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub tumbling: Option<Duration>,
+    /// Windows of this size starting every `slide`, e.g. `5m`.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub sliding: Option<Duration>,
+    #[serde(default, deserialize_with = "some_duration")]
+    pub slide: Option<Duration>,
+    /// Sessions per group that close after this gap without records, e.g. `30m`.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub session: Option<Duration>,
+}
+
+/// How the watermark follows the records.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    /// The watermark is the largest event time seen minus this.
+    #[serde(default = "zero", deserialize_with = "duration")]
+    pub max_out_of_orderness: Duration,
+    /// Source column naming the partition a record came from (e.g. `_kafka_partition` carried
+    /// through silver): the watermark is then the smallest of the partitions' watermarks.
+    #[serde(default)]
+    pub partition_column: Option<String>,
+    /// How many partitions there are (`0..n`): each holds the watermark back from the start,
+    /// even before its first record (until `idle_timeout`). Without it a partition counts
+    /// from its first record on.
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// A partition without records for this long (source commit time) stops holding the
+    /// watermark back.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// When a gold table's rows are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmitSpec {
+    /// One row per window and group, once the window can no longer change; append-only.
+    #[default]
+    Final,
+    /// A row as soon as the watermark passes the window's end, replaced when allowed-late
+    /// records change it.
+    Update,
+}
+
+/// One aggregate column of a gold table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    pub name: String,
+    /// `count`, `count_distinct`, `approx_count_distinct`, `sum`, `avg`, `min`, `max` or
+    /// `approx_percentile`.
+    #[serde(rename = "fn")]
+    pub function: String,
+    /// A SQL expression over the source's columns (polars SQL), e.g. `amount` or
+    /// `CASE WHEN step = 'checkout' THEN 1 ELSE 0 END`; `count` without it counts rows.
+    #[serde(default)]
+    pub expr: Option<String>,
+    /// The quantile of `approx_percentile`, in [0, 1].
+    #[serde(default)]
+    pub q: Option<f64>,
 }
 
 /// A silver table: rows of a source table that pass `filter`, as the typed, cleansed
@@ -284,6 +390,9 @@ impl Default for CommitSpec {
     }
 }
 
+fn zero() -> Duration {
+    Duration::ZERO
+}
 fn default_batch_snapshots() -> usize {
     32
 }
@@ -345,10 +454,10 @@ impl PipelineSpec {
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers".into(), "must name at least one broker");
         }
-        if self.bronze.is_empty() && self.silver.is_empty() {
+        if self.bronze.is_empty() && self.silver.is_empty() && self.gold.is_empty() {
             return bad(
                 "bronze".into(),
-                "at least one [[bronze]] or [[silver]] table is required",
+                "at least one [[bronze]], [[silver]] or [[gold]] table is required",
             );
         }
         let mut seen = std::collections::HashSet::new();
@@ -441,7 +550,54 @@ impl PipelineSpec {
                 return bad(key("batch_snapshots"), "must be at least 1");
             }
         }
+        for (i, g) in self.gold.iter().enumerate() {
+            let key = |k: &str| format!("gold[{i}].{k}");
+            match g.table.split_once('.') {
+                Some(("gold", name)) if !name.is_empty() && !name.contains('.') => {}
+                _ => return bad(key("table"), "expected `gold.NAME`"),
+            }
+            if !seen.insert(&g.table) {
+                return bad(key("table"), "table is defined twice");
+            }
+            if g.source.split('.').count() != 2 || g.source == g.table {
+                return bad(
+                    key("source"),
+                    "expected another table, as NAMESPACE.NAME (e.g. silver.purchases)",
+                );
+            }
+            if g.aggregates.is_empty() {
+                return bad(key("aggregates"), "expected at least one aggregate");
+            }
+            let mut names: std::collections::HashSet<&str> =
+                ["window_start", "window_end"].into_iter().collect();
+            for n in g
+                .group_by
+                .iter()
+                .chain(g.aggregates.iter().map(|a| &a.name))
+            {
+                if n.trim().is_empty() || !names.insert(n.as_str()) {
+                    return bad(
+                        key("aggregates"),
+                        &format!("column name {n:?} is empty, repeated or reserved"),
+                    );
+                }
+            }
+            if g.poll.is_zero() {
+                return bad(key("poll"), "must be longer than zero");
+            }
+            if g.batch_snapshots == 0 {
+                return bad(key("batch_snapshots"), "must be at least 1");
+            }
+        }
         Ok(())
+    }
+}
+
+impl GoldSpec {
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.table))
     }
 }
 
@@ -552,6 +708,12 @@ pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn some_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {

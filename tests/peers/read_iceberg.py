@@ -26,6 +26,11 @@ iceberg_scan of the table's current metadata, restricted to --columns if given)
 and the output is {"rows": [[...], ...]} in the query's order, values
 canonicalised as above.
 
+With --queries FILE (a JSON list of {"views": {"name": "ns.table", ...}, "sql": "..."}),
+each SQL is run in one DuckDB connection over views of the tables it names (iceberg_scan
+of their current metadata), and the output is {"results": [[rows...], ...]} in the list's
+order, values canonicalised as above.
+
 With --snapshots every snapshot of the table is read, oldest first, by pyiceberg
 and by DuckDB (iceberg_scan's snapshot_from_id), and the output is
 {"snapshots": [{"id": N, "operation": "...", "total_records": N or null,
@@ -277,7 +282,8 @@ READERS = {"pyiceberg": read_pyiceberg, "duckdb": read_duckdb, "polars": read_po
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Read a medallion Iceberg table with third-party readers.")
     p.add_argument("--catalog-uri", required=True, help="SQLAlchemy URI of the SQL catalog, e.g. sqlite:////abs/catalog.db")
-    p.add_argument("--table", required=True, help="NAMESPACE.NAME")
+    p.add_argument("--table", default=None, help="NAMESPACE.NAME")
+    p.add_argument("--queries", default=None, help="JSON file of queries over several tables")
     p.add_argument("--columns", default=None, help="comma-separated columns (default: all, in schema order)")
     p.add_argument("--sql", default=None, help="SQL to run in DuckDB over view t instead of digesting")
     p.add_argument("--snapshots", action="store_true", help="count the rows of every snapshot with pyiceberg and DuckDB")
@@ -304,8 +310,35 @@ def load_table(uri, ident):
         fail(f"cannot load table {ident!r} from catalog {uri!r}: {type(e).__name__}: {e}")
 
 
+def run_queries(uri, path):
+    with open(path) as f:
+        queries = json.load(f)
+    locations = {}
+    con = duckdb_connection()
+    results = []
+    try:
+        for q in queries:
+            for name, ident in q["views"].items():
+                if ident not in locations:
+                    locations[ident] = load_table(uri, ident).metadata_location
+                loc = _sql_str(local_path(locations[ident]))
+                con.sql(f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT * FROM iceberg_scan({loc})")
+            try:
+                res = _duckdb_arrow(con.sql(q["sql"]))
+            except Exception as e:  # noqa: BLE001
+                fail(f"DuckDB failed on {q['sql']!r}: {type(e).__name__}: {e}")
+            results.append(arrow_to_rows(res, res.column_names, {}))
+    finally:
+        con.close()
+    return {"results": results}
+
+
 def run(argv):
     args = parse_args(argv)
+    if args.queries is not None:
+        return run_queries(args.catalog_uri, args.queries)
+    if args.table is None:
+        fail("--table is required (or --queries)")
     table = load_table(args.catalog_uri, args.table)
     schema = table.schema()
     all_cols = [f.name for f in schema.fields]

@@ -356,6 +356,18 @@ impl Workspace {
         })
     }
 
+    /// A snapshot property of the table, from the newest snapshot that carries it.
+    pub fn snapshot_property(&self, table: &str, key: &str) -> Result<Option<String>> {
+        let reader = OffsetReader::connect(self)?;
+        reader.rt.block_on(async {
+            Ok(
+                lakehouse::IcebergTable::open_if_exists(reader.catalog.clone(), table)
+                    .await?
+                    .and_then(|t| t.snapshot_property(key).map(str::to_string)),
+            )
+        })
+    }
+
     /// Waits until the table has consumed `topic` up to `ends`.
     pub fn wait_for_offsets(
         &self,
@@ -568,6 +580,33 @@ impl Workspace {
             });
         }
         Ok(out)
+    }
+
+    /// Rows of each DuckDB query, run in one connection; each names the tables it reads as
+    /// views (`(view, table)` pairs, read with `iceberg_scan`).
+    pub fn duckdb_many(
+        &self,
+        queries: &[(Vec<(&str, String)>, String)],
+    ) -> Result<Vec<Vec<Vec<serde_json::Value>>>> {
+        let list: Vec<serde_json::Value> = queries
+            .iter()
+            .map(|(views, sql)| {
+                let views: serde_json::Map<String, serde_json::Value> = views
+                    .iter()
+                    .map(|(v, t)| (v.to_string(), serde_json::Value::String(t.clone())))
+                    .collect();
+                serde_json::json!({ "views": views, "sql": sql })
+            })
+            .collect();
+        let file = self.write("queries.json", &serde_json::Value::Array(list).to_string())?;
+        let args = vec![
+            "--catalog-uri".into(),
+            self.peer_uri(),
+            "--queries".into(),
+            file.display().to_string(),
+        ];
+        let v = run_peer(&args)?;
+        Ok(serde_json::from_value(v["results"].clone())?)
     }
 
     /// Rows of a DuckDB query over the table (as view `t`, read with `iceberg_scan`).

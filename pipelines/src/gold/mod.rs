@@ -1,4 +1,477 @@
-//! The gold stage: event-time windowed aggregates of a silver table.
+//! The gold stage: event-time windowed aggregates of a source table (usually silver), per
+//! group, into `gold.<table>`.
+//!
+//! Each commit records the last source snapshot it consumed and a checkpoint: the first source
+//! snapshot whose records are still in open windows and the watermark clock as it stood before
+//! it. A restart replays the source from there (the operator decides per snapshot, so the
+//! replay rebuilds exactly the open windows, writing nothing) and goes on: no state store.
 
 pub mod aggregate;
+mod config;
+mod rows;
 pub mod window;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::compute::{filter_record_batch, take};
+use lakehouse::{Catalog, IcebergTable, ReplaceOutcome, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::bronze::{KafkaConnection, RunOptions};
+use crate::dlq::{rows_as_json, DeadLetter};
+use crate::error::{Error, Result};
+use aggregate::Value;
+pub use config::GoldConfig;
+use window::{Change, Clock, Emit, WindowKind, WindowOperator, WindowRow};
+
+/// Snapshot property of a gold commit: the last source snapshot it consumed.
+pub const CURSOR_PROPERTY: &str = "medallion.gold.source-snapshot";
+/// Snapshot property of a gold commit: its [`Checkpoint`] (JSON).
+pub const STATE_PROPERTY: &str = "medallion.gold.state";
+
+/// Where a restart replays from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The first source snapshot with records in open windows (none: no open windows).
+    replay_from: Option<i64>,
+    /// The clock before `replay_from` (or after the cursor, without one).
+    clock: Clock,
+    /// The watermark after the cursor, microseconds.
+    watermark: Option<i64>,
+}
+
+/// What a gold run did.
+#[derive(Debug, Clone, Default)]
+pub struct GoldReport {
+    pub table: String,
+    pub source_snapshots: u64,
+    pub rows_read: u64,
+    /// Rows written (in update mode, a replaced row counts again).
+    pub rows_written: u64,
+    /// Records of the late output, and records without an event time (both in the DLQ).
+    pub late: u64,
+    pub untimed: u64,
+    pub commits: u64,
+    /// Open windows (per group) after the last commit, and the bytes their partials hold.
+    pub open_windows: usize,
+    pub state_bytes: usize,
+}
+
+/// One gold table's moving parts.
+struct Gold<'a> {
+    config: &'a GoldConfig,
+    source: IcebergTable,
+    table: IcebergTable,
+    operator: WindowOperator,
+    /// Per source snapshot since the replay point: (sequence, id, clock before it).
+    history: VecDeque<(i64, i64, Clock)>,
+    dlq: DeadLetter,
+}
+
+/// Runs one gold table until `once` has caught up with the source's current snapshot, or
+/// `stop` turns true.
+pub async fn run(
+    kafka: &KafkaConnection,
+    catalog: Arc<Catalog>,
+    config: &GoldConfig,
+    options: RunOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<GoldReport> {
+    let spec = &config.spec;
+    let mut report = GoldReport {
+        table: spec.table.clone(),
+        ..Default::default()
+    };
+    let source = loop {
+        if let Some(t) = IcebergTable::open_if_exists(catalog.clone(), &spec.source).await? {
+            break t;
+        }
+        if options.once {
+            tracing::info!(table = %spec.table, source = %spec.source, "source table does not exist yet: nothing to do");
+            return Ok(report);
+        }
+        if crate::silver::wait(&mut stop, spec.poll).await {
+            return Ok(report);
+        }
+    };
+    let table = IcebergTable::open_or_create(
+        catalog.clone(),
+        &TableDefinition {
+            name: spec.table.clone(),
+            schema: config.output().clone(),
+            partition_by_day: Some("window_start".to_string()),
+        },
+    )
+    .await?;
+    let dlq = DeadLetter::connect(
+        &kafka.brokers,
+        &kafka.producer_properties,
+        &spec.dlq_topic(),
+        "gold",
+        kafka.connect_timeout,
+    )
+    .await?;
+    let mut gold = Gold {
+        config,
+        source,
+        table,
+        operator: WindowOperator::new(config.settings.clone(), Clock::default()),
+        history: VecDeque::new(),
+        dlq,
+    };
+    'restore: loop {
+        gold.restore().await?;
+        loop {
+            gold.source.refresh().await?;
+            let pending = gold.source.appends_after(gold.cursor()?)?;
+            if pending.is_empty() {
+                if options.once || crate::silver::wait(&mut stop, spec.poll).await {
+                    break 'restore;
+                }
+                continue;
+            }
+            for chunk in pending.chunks(spec.batch_snapshots) {
+                let started = Instant::now();
+                let cursor = gold.cursor()?;
+                let mut output = Output::default();
+                for snapshot in chunk {
+                    let (read, late, untimed) = gold.process(*snapshot, Some(&mut output)).await?;
+                    report.rows_read += read;
+                    report.late += late;
+                    report.untimed += untimed;
+                }
+                gold.dlq.flush().await?;
+                let last = chunk[chunk.len() - 1];
+                let written = output.upserts();
+                if !gold.commit(cursor_string(cursor), last, output).await? {
+                    tracing::warn!(table = %spec.table, "another worker moved the cursor: restoring from the table");
+                    continue 'restore;
+                }
+                report.source_snapshots += chunk.len() as u64;
+                report.rows_written += written;
+                report.commits += 1;
+                (report.open_windows, report.state_bytes) = gold.operator.state_size();
+                crate::TABLE_COMMITS.notify_waiters();
+                tracing::info!(
+                    table = %spec.table,
+                    source_snapshot = last,
+                    rows = written,
+                    watermark = ?gold.operator.clock().watermark(),
+                    open_windows = report.open_windows,
+                    state_bytes = report.state_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "committed"
+                );
+                if *stop.borrow() {
+                    break 'restore;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn cursor_string(cursor: Option<i64>) -> Option<String> {
+    cursor.map(|c| c.to_string())
+}
+
+/// The changes of a commit: rows to append, or (update mode) rows to replace.
+#[derive(Default)]
+struct Output {
+    /// (start, end, key) → the row to write, or `None` to remove it; in order of arrival.
+    changes: BTreeMap<(i64, i64, Vec<Value>), Option<WindowRow>>,
+}
+
+impl Output {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Upsert(row) => {
+                self.changes
+                    .insert((row.start, row.end, row.key.clone()), Some(row));
+            }
+            Change::Retract { start, end, key } => {
+                self.changes.insert((start, end, key), None);
+            }
+        }
+    }
+
+    fn upserts(&self) -> u64 {
+        self.changes.values().filter(|r| r.is_some()).count() as u64
+    }
+}
+
+impl Gold<'_> {
+    fn name(&self) -> &str {
+        &self.config.spec.table
+    }
+
+    fn stage_err(&self, message: String) -> Error {
+        Error::Stage {
+            table: self.name().to_string(),
+            message,
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<i64>> {
+        match self.table.snapshot_property(CURSOR_PROPERTY) {
+            None => Ok(None),
+            Some(c) => c.parse().map(Some).map_err(|_| {
+                self.stage_err(format!(
+                    "snapshot property {CURSOR_PROPERTY} is {c:?}, not a snapshot id"
+                ))
+            }),
+        }
+    }
+
+    /// Rebuilds the operator from the table's checkpoint by replaying the source from it.
+    async fn restore(&mut self) -> Result<()> {
+        self.table.refresh().await?;
+        self.source.refresh().await?;
+        let checkpoint: Checkpoint = match self.table.snapshot_property(STATE_PROPERTY) {
+            None => Checkpoint::default(),
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| self.stage_err(format!("snapshot property {STATE_PROPERTY}: {e}")))?,
+        };
+        self.operator = WindowOperator::new(self.config.settings.clone(), checkpoint.clock.clone());
+        self.history.clear();
+        if let WindowKind::Session { .. } = self.config.settings.kind {
+            self.restore_final_sessions(checkpoint.clock.watermark())
+                .await?;
+        }
+        let (Some(from), Some(cursor)) = (checkpoint.replay_from, self.cursor()?) else {
+            return Ok(());
+        };
+        let appends = self.source.appends_after(None)?;
+        let start = appends.iter().position(|s| *s == from);
+        let end = appends.iter().position(|s| *s == cursor);
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(self.stage_err(format!(
+                "source snapshots {from}..={cursor} (the replay range of the checkpoint) are not in {}'s history any more",
+                self.config.spec.source
+            )));
+        };
+        let started = Instant::now();
+        for snapshot in &appends[start..=end] {
+            self.process(*snapshot, None).await?;
+        }
+        tracing::info!(table = %self.name(), snapshots = end + 1 - start, elapsed_ms = started.elapsed().as_millis() as u64, "open windows rebuilt from the source");
+        Ok(())
+    }
+
+    /// Sessions the table already holds as final (ended by `lateness` before the watermark):
+    /// records before their end are late.
+    async fn restore_final_sessions(&mut self, watermark: Option<i64>) -> Result<()> {
+        let Some(watermark) = watermark else {
+            return Ok(());
+        };
+        let lateness = self.config.settings.allowed_lateness;
+        let keys = self.config.spec.group_by.len();
+        let mut columns = vec!["window_start".to_string(), "window_end".to_string()];
+        columns.extend(self.config.spec.group_by.iter().cloned());
+        for batch in self.table.scan_columns(&columns).await? {
+            for (_, end, key) in rows::row_ids(&batch, keys).map_err(|m| self.stage_err(m))? {
+                if end + lateness <= watermark {
+                    self.operator.session_final_until(key, end);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds one source snapshot to the operator; with `output`, its changes go there and its
+    /// late records to the DLQ (a replay writes nothing). Returns rows read, late and untimed.
+    async fn process(
+        &mut self,
+        snapshot: i64,
+        output: Option<&mut Output>,
+    ) -> Result<(u64, u64, u64)> {
+        let Some((seq, committed_ms)) = self.source.snapshot_meta(snapshot) else {
+            return Err(self.stage_err(format!(
+                "source snapshot {snapshot} is not in {}'s metadata",
+                self.config.spec.source
+            )));
+        };
+        let batches = self.source.scan_appended(&[snapshot]).await?;
+        let keys = self.config.spec.group_by.len();
+        let inputs = self.config.spec.aggregates.len();
+        let mut records = Vec::new();
+        // Per record: its batch and row, to send the source row to the late output.
+        let mut origin = Vec::new();
+        let mut untimed_rows: Vec<(usize, usize)> = Vec::new();
+        let mut read = 0;
+        for (b, batch) in batches.iter().enumerate() {
+            read += batch.num_rows() as u64;
+            let projected = self
+                .config
+                .projection
+                .apply(batch)
+                .map_err(|m| self.stage_err(m))?;
+            let (mut r, untimed) =
+                rows::records(&projected, keys, inputs).map_err(|m| self.stage_err(m))?;
+            let untimed_set: HashSet<usize> = untimed.iter().copied().collect();
+            origin.extend(
+                (0..batch.num_rows())
+                    .filter(|i| !untimed_set.contains(i))
+                    .map(|i| (b, i)),
+            );
+            untimed_rows.extend(untimed.into_iter().map(|i| (b, i)));
+            records.append(&mut r);
+        }
+        let clock_before = self.operator.clock().clone();
+        let step = self.operator.snapshot(seq, committed_ms, &records);
+        self.history.push_back((seq, snapshot, clock_before));
+        let (late, untimed) = (step.late.len() as u64, untimed_rows.len() as u64);
+        if let Some(output) = output {
+            let range = snapshot.to_string();
+            let watermark = self.operator.clock().watermark();
+            let late_rows: Vec<(usize, usize)> = step.late.iter().map(|i| origin[*i]).collect();
+            self.send(&batches, &late_rows, "late", &format!("the window of this record was already final (watermark {watermark:?} µs, allowed lateness {} µs)", self.config.settings.allowed_lateness), &range)?;
+            self.send(
+                &batches,
+                &untimed_rows,
+                "gold.no_event_time",
+                &format!("{} is null", self.config.spec.event_time),
+                &range,
+            )?;
+            for change in step.changes {
+                output.apply(change);
+            }
+        }
+        Ok((read, late, untimed))
+    }
+
+    /// Sends the given source rows to the DLQ as JSON.
+    fn send(
+        &mut self,
+        batches: &[RecordBatch],
+        rows: &[(usize, usize)],
+        reason: &str,
+        message: &str,
+        range: &str,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut by_batch: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+        for (b, i) in rows {
+            by_batch.entry(*b).or_default().push(*i as u32);
+        }
+        for (b, indices) in by_batch {
+            let batch = &batches[b];
+            let indices = arrow::array::UInt32Array::from(indices);
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| take(c, &indices, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| self.stage_err(e.to_string()))?;
+            let picked = RecordBatch::try_new(batch.schema(), columns)
+                .map_err(|e| self.stage_err(e.to_string()))?;
+            let spec = &self.config.spec;
+            for json in rows_as_json(&picked).map_err(|m| self.stage_err(m))? {
+                self.dlq
+                    .send_row(&json, &spec.table, reason, message, (&spec.source, range))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The checkpoint after the snapshots processed so far; drops history it no longer needs.
+    fn checkpoint(&mut self) -> Checkpoint {
+        let replay_from = self.operator.replay_from();
+        while self
+            .history
+            .front()
+            .is_some_and(|(seq, _, _)| replay_from.is_none_or(|from| *seq < from))
+        {
+            self.history.pop_front();
+        }
+        let watermark = self.operator.clock().watermark();
+        match (replay_from, self.history.front()) {
+            (Some(_), Some((_, snapshot, clock))) => Checkpoint {
+                replay_from: Some(*snapshot),
+                clock: clock.clone(),
+                watermark,
+            },
+            _ => Checkpoint {
+                replay_from: None,
+                clock: self.operator.clock().clone(),
+                watermark,
+            },
+        }
+    }
+
+    /// Commits `output` with the cursor at `last`, if the cursor is still `expected`.
+    async fn commit(
+        &mut self,
+        expected: Option<String>,
+        last: i64,
+        output: Output,
+    ) -> Result<bool> {
+        let state =
+            serde_json::to_string(&self.checkpoint()).map_err(|e| self.stage_err(e.to_string()))?;
+        let properties = HashMap::from([
+            (CURSOR_PROPERTY.to_string(), last.to_string()),
+            (STATE_PROPERTY.to_string(), state),
+        ]);
+        let schema = self.config.output().clone();
+        let keys = self.config.spec.group_by.len();
+        let replacing = self.config.settings.emit == Emit::Update && !output.changes.is_empty();
+        if !replacing {
+            let rows: Vec<WindowRow> = output.changes.into_values().flatten().collect();
+            let batch = rows::to_batch(&rows, &schema).map_err(|m| self.stage_err(m))?;
+            let staged = self.table.write(&batch).await?;
+            let extra: Vec<(String, String)> = properties
+                .into_iter()
+                .filter(|(k, _)| k != CURSOR_PROPERTY)
+                .collect();
+            return Ok(self
+                .table
+                .commit_cursor(
+                    staged,
+                    CURSOR_PROPERTY,
+                    expected.as_deref(),
+                    &last.to_string(),
+                    &extra,
+                )
+                .await?);
+        }
+        // Update mode: rewrite the files holding rows of the changed windows.
+        let starts = output.changes.keys().map(|(s, _, _)| *s);
+        let (low, high) = (starts.clone().min().unwrap_or(0), starts.max().unwrap_or(0));
+        let files = self
+            .table
+            .files_in_range("window_start", Some(low), Some(high + 1))
+            .await?;
+        let mut staged = lakehouse::StagedFiles::default();
+        for batch in self.table.scan_files(files.clone()).await? {
+            let ids = rows::row_ids(&batch, keys).map_err(|m| self.stage_err(m))?;
+            let keep: arrow::array::BooleanArray = ids
+                .into_iter()
+                .map(|id| Some(!output.changes.contains_key(&id)))
+                .collect();
+            let kept =
+                filter_record_batch(&batch, &keep).map_err(|e| self.stage_err(e.to_string()))?;
+            staged.extend(self.table.write(&kept).await?);
+        }
+        let rows: Vec<WindowRow> = output.changes.into_values().flatten().collect();
+        let batch = rows::to_batch(&rows, &schema).map_err(|m| self.stage_err(m))?;
+        staged.extend(self.table.write(&batch).await?);
+        let outcome = self
+            .table
+            .replace_if(&files, &staged, |t| {
+                Ok(
+                    match t.snapshot_property(CURSOR_PROPERTY).map(str::to_string) == expected {
+                        true => Ok(properties.clone()),
+                        false => Err(()),
+                    },
+                )
+            })
+            .await?;
+        Ok(matches!(outcome, ReplaceOutcome::Committed { .. }))
+    }
+}

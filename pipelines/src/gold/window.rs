@@ -48,6 +48,9 @@ pub struct WindowSettings {
     /// A partition with no records in the snapshots of this many milliseconds (of source
     /// commit time) stops holding the watermark back.
     pub idle_timeout_ms: Option<i64>,
+    /// Partitions `0..n` hold the watermark back from the first snapshot on, before their
+    /// first record (otherwise a partition counts once it has sent one).
+    pub partitions: Option<i32>,
     /// Microseconds after a window's end during which records still update it.
     pub allowed_lateness: i64,
     pub emit: Emit,
@@ -306,6 +309,12 @@ impl WindowOperator {
 
     /// Moves each record's partition clock and the watermark (which never goes back).
     fn advance(&mut self, committed_ms: i64, records: &[Record]) {
+        for p in 0..self.settings.partitions.unwrap_or(0) {
+            self.clock.partitions.entry(p).or_insert(PartitionClock {
+                max_event: i64::MIN,
+                last_active_ms: committed_ms,
+            });
+        }
         for r in records {
             let c = self
                 .clock
@@ -329,6 +338,10 @@ impl WindowOperator {
         let Some(max_event) = held.or_else(|| clocks.map(|c| c.max_event).max()) else {
             return;
         };
+        if max_event == i64::MIN {
+            // A partition that has sent nothing yet holds it.
+            return;
+        }
         let candidate = max_event - self.settings.max_out_of_orderness;
         self.clock.watermark = Some(self.clock.watermark.map_or(candidate, |w| w.max(candidate)));
     }
@@ -487,6 +500,7 @@ mod tests {
             kind,
             max_out_of_orderness: 0,
             idle_timeout_ms: None,
+            partitions: None,
             allowed_lateness: 0,
             emit,
             functions: vec![Function::Count, Function::Sum],

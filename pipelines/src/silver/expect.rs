@@ -131,19 +131,6 @@ impl Expectations {
     }
 }
 
-/// Each row of `batch` as a JSON object.
-pub(crate) fn rows_as_json(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, String> {
-    let mut buf = Vec::new();
-    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-    writer.write(batch).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    Ok(buf
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -222,7 +209,7 @@ mod tests {
         );
         assert!(j.failure.is_none());
         assert_eq!(
-            rows_as_json(&j.dropped[0].0).unwrap()[0],
+            crate::dlq::rows_as_json(&j.dropped[0].0).unwrap()[0],
             br#"{"id":"b","amount":-1.0}"#
         );
     }

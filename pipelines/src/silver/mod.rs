@@ -7,7 +7,7 @@ mod expect;
 mod frame;
 mod personal;
 mod quality;
-mod transform;
+pub(crate) mod transform;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -255,7 +255,7 @@ async fn refine(
     let read = out.num_rows();
     let judged = config.expectations.judge(out).map_err(stage_err)?;
     if let Some((name, failed, row)) = &judged.failure {
-        let example = expect::rows_as_json(row)
+        let example = crate::dlq::rows_as_json(row)
             .ok()
             .and_then(|rows| rows.into_iter().next())
             .map(|r| String::from_utf8_lossy(&r).into_owned())
@@ -275,8 +275,8 @@ async fn refine(
                 .map_or("", |e| e.check.as_str());
             let reason = format!("expectation.{name}");
             let message = format!("`{check}` is not true");
-            for json in expect::rows_as_json(rows).map_err(stage_err)? {
-                dlq.send_row(&json, &reason, &message, &spec.source, range)?;
+            for json in crate::dlq::rows_as_json(rows).map_err(stage_err)? {
+                dlq.send_row(&json, &spec.table, &reason, &message, (&spec.source, range))?;
                 dropped += 1;
             }
         }
@@ -294,7 +294,7 @@ async fn refine(
 
 /// Sleeps for `poll`, or until a table of this process commits, unless `stop` turns true
 /// first; whether it did.
-async fn wait(stop: &mut watch::Receiver<bool>, poll: std::time::Duration) -> bool {
+pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, poll: std::time::Duration) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(poll) => false,
         _ = crate::TABLE_COMMITS.notified() => false,

@@ -222,7 +222,7 @@ pub(super) fn run(sql: &str, batch: &RecordBatch) -> Result<RecordBatch, String>
 }
 
 /// A SQL identifier, quoted.
-fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
