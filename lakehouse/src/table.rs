@@ -588,21 +588,18 @@ impl IcebergTable {
         }
     }
 
-    /// Appends `staged`; a concurrent commit only makes it rebase (for tables that several
-    /// writers append to independently).
+    /// Appends `staged`; a concurrent commit only makes it rebuild on the new state (for
+    /// tables that several writers append to independently, such as `quality.expectations`).
     pub async fn append(&mut self, staged: StagedFiles) -> Result<()> {
-        let name = self.name();
-        let tx = Transaction::new(&self.table);
-        let tx = tx
-            .fast_append()
-            .add_data_files(staged.files)
-            .apply(tx)
-            .map_err(table_err(&name, "commit"))?;
-        self.table = tx
-            .commit(self.catalog.iceberg())
-            .await
-            .map_err(table_err(&name, "commit"))?;
-        Ok(())
+        let appended = self
+            .append_if(&staged, |_| {
+                Ok(Ok::<_, std::convert::Infallible>(HashMap::new()))
+            })
+            .await?;
+        match appended {
+            Ok(_) => Ok(()),
+            Err(never) => match never {},
+        }
     }
 
     /// The current snapshot and its ancestors, newest first: id, commit time (ms) and summary

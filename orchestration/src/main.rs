@@ -322,6 +322,7 @@ async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
             rows = r.rows_written,
             late = r.late,
             no_event_time = r.untimed,
+            alerts = r.alerts,
             commits = r.commits,
             open_windows = r.open_windows,
             state_bytes = r.state_bytes,

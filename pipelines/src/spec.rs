@@ -55,6 +55,14 @@ pub struct GoldSpec {
     #[serde(default)]
     pub group_by: Vec<String>,
     pub aggregates: Vec<AggregateSpec>,
+    /// Keep only the `n` groups with the largest `by` per window (and per `per` columns),
+    /// ranked in a `rank` column; final mode, tumbling or sliding windows.
+    #[serde(default)]
+    pub top: Option<TopSpec>,
+    /// Conditions on the rows written that raise an alert (a row in `gold.alerts`, once per
+    /// alert, window and group).
+    #[serde(default)]
+    pub alerts: Vec<AlertSpec>,
     /// Topic of the late output and of records without an event time; default `<table>.dlq`.
     #[serde(default)]
     pub dlq_topic: Option<String>,
@@ -64,6 +72,50 @@ pub struct GoldSpec {
     /// At most this many source snapshots go into one commit.
     #[serde(default = "default_batch_snapshots")]
     pub batch_snapshots: usize,
+}
+
+/// Top-N per window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSpec {
+    pub n: usize,
+    /// The aggregate ranked on, largest first (ties: by the group columns, ascending).
+    pub by: String,
+    /// Group columns ranked separately, e.g. the top products per region; default: none (one
+    /// ranking per window).
+    #[serde(default)]
+    pub per: Vec<String>,
+}
+
+/// An alert on a gold table's rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSpec {
+    /// Lower-case letters, digits and `_`.
+    pub name: String,
+    /// SQL boolean over the gold table's columns (window_start, window_end, the group columns,
+    /// the aggregates), e.g. `success_rate < 0.8`.
+    pub when: String,
+    pub severity: Severity,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 /// The shape of a gold table's windows.
@@ -569,7 +621,7 @@ impl PipelineSpec {
                 return bad(key("aggregates"), "expected at least one aggregate");
             }
             let mut names: std::collections::HashSet<&str> =
-                ["window_start", "window_end"].into_iter().collect();
+                ["window_start", "window_end", "rank"].into_iter().collect();
             for n in g
                 .group_by
                 .iter()
@@ -579,6 +631,42 @@ impl PipelineSpec {
                     return bad(
                         key("aggregates"),
                         &format!("column name {n:?} is empty, repeated or reserved"),
+                    );
+                }
+            }
+            let mut alerts = std::collections::HashSet::new();
+            for a in &g.alerts {
+                let valid = !a.name.is_empty()
+                    && a.name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid || !alerts.insert(a.name.as_str()) {
+                    return bad(
+                        key("alerts"),
+                        &format!(
+                            "alert name {:?} is repeated or not lower-case letters, digits and _",
+                            a.name
+                        ),
+                    );
+                }
+            }
+            if let Some(top) = &g.top {
+                if top.n == 0 {
+                    return bad(key("top.n"), "must be at least 1");
+                }
+                if !g.aggregates.iter().any(|a| a.name == top.by) {
+                    return bad(
+                        key("top.by"),
+                        &format!("{:?} is not an aggregate of the table", top.by),
+                    );
+                }
+                if let Some(p) = top.per.iter().find(|p| !g.group_by.contains(p)) {
+                    return bad(key("top.per"), &format!("{p:?} is not a group_by column"));
+                }
+                if g.emit != EmitSpec::Final || g.window.session.is_some() {
+                    return bad(
+                        key("top"),
+                        "top-N needs emit = \"final\" and tumbling or sliding windows",
                     );
                 }
             }

@@ -53,6 +53,10 @@ aggregates = [
   {{ name = "high", fn = "max", expr = "amount" }},
   {{ name = "users", fn = "count_distinct", expr = "user_id" }},
 ]
+alerts = [
+  {{ name = "big_minute", when = "revenue > 1200", severity = "warning" }},
+  {{ name = "quiet", when = "events < 4 AND country = 'DE'", severity = "info" }},
+]
 dlq_topic = "DLQ{seed}"
 batch_snapshots = 3
 
@@ -65,6 +69,7 @@ watermark = {{ max_out_of_orderness = "20s", partition_column = "part", partitio
 allowed_lateness = "30s"
 group_by = ["country"]
 aggregates = [{{ name = "events", fn = "count" }}, {{ name = "revenue", fn = "sum", expr = "amount" }}]
+top = {{ n = 2, by = "revenue" }}
 dlq_topic = "DLQ{seed}"
 batch_snapshots = 4
 
@@ -170,11 +175,13 @@ fn checks() -> [Check; 4] {
         (
             "sliding",
             |r, wm| format!(
-                "WITH {r}, w AS (SELECT epoch_us(event_time) // {MIN} * {MIN} - k * {MIN} AS ws, * FROM r, range(5) s(k)) \
-                 SELECT ws, ws + 5 * {MIN}, country, count(*), sum(amount) FROM w \
-                 GROUP BY ws, country HAVING ws + 5 * {MIN} + {LATENESS} <= {wm} ORDER BY 1, 3"
+                "WITH {r}, w AS (SELECT epoch_us(event_time) // {MIN} * {MIN} - k * {MIN} AS ws, * FROM r, range(5) s(k)), \
+                 a AS (SELECT ws, ws + 5 * {MIN}, country, count(*), sum(amount) AS revenue FROM w \
+                 GROUP BY ws, country HAVING ws + 5 * {MIN} + {LATENESS} <= {wm}) \
+                 SELECT *, row_number() OVER (PARTITION BY ws ORDER BY revenue DESC, country) AS rank FROM a \
+                 QUALIFY rank <= 2 ORDER BY 1, 3"
             ),
-            "SELECT epoch_us(window_start), epoch_us(window_end), country, events, revenue FROM t ORDER BY 1, 3",
+            "SELECT epoch_us(window_start), epoch_us(window_end), country, events, revenue, rank FROM t ORDER BY 1, 3",
         ),
         (
             "sessions",
@@ -281,6 +288,34 @@ fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -
         assert_eq!(got, expected, "{table}");
         windows += got.len();
     }
+    // Alerts: exactly the (alert, window, group) of the rows that meet their conditions.
+    let alerts = ws.duckdb_many(&[
+        (
+            vec![("t", "gold.alerts".to_string())],
+            "SELECT dataset, alert, epoch_us(window_start), group_key FROM t ORDER BY ALL".into(),
+        ),
+        (
+            (1..=SEEDS)
+                .map(|s| ("t", format!("gold.s{s}_minute")))
+                .take(1)
+                .collect(),
+            "SELECT 'gold.s1_minute', 'big_minute', epoch_us(window_start), '{\"country\":\"' || country || '\"}' FROM t WHERE revenue > 1200 \
+             UNION ALL SELECT 'gold.s1_minute', 'quiet', epoch_us(window_start), '{\"country\":\"' || country || '\"}' FROM t WHERE events < 4 AND country = 'DE' ORDER BY ALL".into(),
+        ),
+    ])?;
+    let s1: Vec<_> = alerts[0]
+        .iter()
+        .filter(|r| r[0] == "gold.s1_minute")
+        .cloned()
+        .collect();
+    assert!(!alerts[1].is_empty(), "no row meets an alert condition");
+    assert_eq!(s1, alerts[1], "alerts of gold.s1_minute");
+    let raised_tables: BTreeSet<String> = alerts[0]
+        .iter()
+        .map(|r| r[0].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(raised_tables.len() > 1, "{raised_tables:?}");
+
     // Update mode replaced rows; pyiceberg and DuckDB read each of its snapshots alike.
     let snapshots = ws.snapshot_reads("gold.s1_live")?;
     assert!(

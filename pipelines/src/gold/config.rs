@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::aggregate::Function;
+use super::alerts::Alerts;
 use super::window::{Emit, WindowKind, WindowSettings};
 use crate::error::{Error, Result};
 use crate::silver::transform::{quoted, Transform};
@@ -141,6 +142,12 @@ impl GoldConfig {
             };
             fields.push(Field::new(&a.name, out, true));
         }
+        if spec.top.is_some() {
+            fields.push(Field::new("rank", DataType::Int64, false));
+        }
+        let output = Arc::new(Schema::new(fields));
+        Alerts::check(&spec.alerts, &output)
+            .map_err(|(alert, message)| refused(&format!("alerts.{alert}"), message))?;
         let settings = WindowSettings {
             kind,
             max_out_of_orderness: micros(spec.watermark.max_out_of_orderness),
@@ -157,7 +164,7 @@ impl GoldConfig {
             spec: spec.clone(),
             projection,
             settings,
-            output: Arc::new(Schema::new(fields)),
+            output,
         })
     }
 

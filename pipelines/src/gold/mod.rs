@@ -7,6 +7,7 @@
 //! replay rebuilds exactly the open windows, writing nothing) and goes on: no state store.
 
 pub mod aggregate;
+mod alerts;
 mod config;
 mod rows;
 pub mod window;
@@ -25,6 +26,8 @@ use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::{rows_as_json, DeadLetter};
 use crate::error::{Error, Result};
 use aggregate::Value;
+use alerts::Alerts;
+pub use alerts::ALERTS_TABLE;
 pub use config::GoldConfig;
 use window::{Change, Clock, Emit, WindowKind, WindowOperator, WindowRow};
 
@@ -55,6 +58,8 @@ pub struct GoldReport {
     /// Records of the late output, and records without an event time (both in the DLQ).
     pub late: u64,
     pub untimed: u64,
+    /// Alerts raised (rows appended to `gold.alerts`).
+    pub alerts: u64,
     pub commits: u64,
     /// Open windows (per group) after the last commit, and the bytes their partials hold.
     pub open_windows: usize,
@@ -70,6 +75,7 @@ struct Gold<'a> {
     /// Per source snapshot since the replay point: (sequence, id, clock before it).
     history: VecDeque<(i64, i64, Clock)>,
     dlq: DeadLetter,
+    alerts: Alerts,
 }
 
 /// Runs one gold table until `once` has caught up with the source's current snapshot, or
@@ -115,6 +121,7 @@ pub async fn run(
         kafka.connect_timeout,
     )
     .await?;
+    let alerts = Alerts::open(catalog.clone(), &spec.table, &spec.alerts, &spec.group_by).await?;
     let mut gold = Gold {
         config,
         source,
@@ -122,6 +129,7 @@ pub async fn run(
         operator: WindowOperator::new(config.settings.clone(), Clock::default()),
         history: VecDeque::new(),
         dlq,
+        alerts,
     };
     'restore: loop {
         gold.restore().await?;
@@ -146,13 +154,19 @@ pub async fn run(
                 }
                 gold.dlq.flush().await?;
                 let last = chunk[chunk.len() - 1];
-                let written = output.upserts();
-                if !gold.commit(cursor_string(cursor), last, output).await? {
-                    tracing::warn!(table = %spec.table, "another worker moved the cursor: restoring from the table");
-                    continue 'restore;
-                }
+                let (written, raised) = match gold
+                    .commit(cursor_string(cursor), last, output)
+                    .await?
+                {
+                    Some(counts) => counts,
+                    None => {
+                        tracing::warn!(table = %spec.table, "another worker moved the cursor: restoring from the table");
+                        continue 'restore;
+                    }
+                };
                 report.source_snapshots += chunk.len() as u64;
                 report.rows_written += written;
+                report.alerts += raised;
                 report.commits += 1;
                 (report.open_windows, report.state_bytes) = gold.operator.state_size();
                 crate::TABLE_COMMITS.notify_waiters();
@@ -197,10 +211,6 @@ impl Output {
                 self.changes.insert((start, end, key), None);
             }
         }
-    }
-
-    fn upserts(&self) -> u64 {
-        self.changes.values().filter(|r| r.is_some()).count() as u64
     }
 }
 
@@ -405,31 +415,38 @@ impl Gold<'_> {
         }
     }
 
-    /// Commits `output` with the cursor at `last`, if the cursor is still `expected`.
+    /// Commits `output` with the cursor at `last`, if the cursor is still `expected`, after
+    /// raising the alerts its rows call for; `None`: the cursor had moved. Returns the rows
+    /// written and the alerts raised.
     async fn commit(
         &mut self,
         expected: Option<String>,
         last: i64,
         output: Output,
-    ) -> Result<bool> {
+    ) -> Result<Option<(u64, u64)>> {
         let state =
             serde_json::to_string(&self.checkpoint()).map_err(|e| self.stage_err(e.to_string()))?;
         let properties = HashMap::from([
             (CURSOR_PROPERTY.to_string(), last.to_string()),
             (STATE_PROPERTY.to_string(), state),
         ]);
+        let spec = &self.config.spec;
         let schema = self.config.output().clone();
-        let keys = self.config.spec.group_by.len();
-        let replacing = self.config.settings.emit == Emit::Update && !output.changes.is_empty();
-        if !replacing {
-            let rows: Vec<WindowRow> = output.changes.into_values().flatten().collect();
-            let batch = rows::to_batch(&rows, &schema).map_err(|m| self.stage_err(m))?;
+        let keys = spec.group_by.len();
+        let mut rows: Vec<WindowRow> = output.changes.values().flatten().cloned().collect();
+        if let Some(top) = &spec.top {
+            rows = top_n(rows, top, spec);
+        }
+        let batch = rows::to_batch(&rows, &schema).map_err(|m| self.stage_err(m))?;
+        let raised = self.alerts.raise(&batch, &rows, last).await? as u64;
+        let counts = Some((rows.len() as u64, raised));
+        if self.config.settings.emit == Emit::Final || output.changes.is_empty() {
             let staged = self.table.write(&batch).await?;
             let extra: Vec<(String, String)> = properties
                 .into_iter()
                 .filter(|(k, _)| k != CURSOR_PROPERTY)
                 .collect();
-            return Ok(self
+            let committed = self
                 .table
                 .commit_cursor(
                     staged,
@@ -438,7 +455,8 @@ impl Gold<'_> {
                     &last.to_string(),
                     &extra,
                 )
-                .await?);
+                .await?;
+            return Ok(committed.then_some(counts).flatten());
         }
         // Update mode: rewrite the files holding rows of the changed windows.
         let starts = output.changes.keys().map(|(s, _, _)| *s);
@@ -448,18 +466,16 @@ impl Gold<'_> {
             .files_in_range("window_start", Some(low), Some(high + 1))
             .await?;
         let mut staged = lakehouse::StagedFiles::default();
-        for batch in self.table.scan_files(files.clone()).await? {
-            let ids = rows::row_ids(&batch, keys).map_err(|m| self.stage_err(m))?;
+        for old in self.table.scan_files(files.clone()).await? {
+            let ids = rows::row_ids(&old, keys).map_err(|m| self.stage_err(m))?;
             let keep: arrow::array::BooleanArray = ids
                 .into_iter()
                 .map(|id| Some(!output.changes.contains_key(&id)))
                 .collect();
             let kept =
-                filter_record_batch(&batch, &keep).map_err(|e| self.stage_err(e.to_string()))?;
+                filter_record_batch(&old, &keep).map_err(|e| self.stage_err(e.to_string()))?;
             staged.extend(self.table.write(&kept).await?);
         }
-        let rows: Vec<WindowRow> = output.changes.into_values().flatten().collect();
-        let batch = rows::to_batch(&rows, &schema).map_err(|m| self.stage_err(m))?;
         staged.extend(self.table.write(&batch).await?);
         let outcome = self
             .table
@@ -472,6 +488,186 @@ impl Gold<'_> {
                 )
             })
             .await?;
-        Ok(matches!(outcome, ReplaceOutcome::Committed { .. }))
+        Ok(matches!(outcome, ReplaceOutcome::Committed { .. })
+            .then_some(counts)
+            .flatten())
+    }
+}
+
+/// The `top.n` rows with the largest `top.by` per window (and `top.per` columns), each with
+/// its rank appended to its values; ties go to the smaller group key.
+fn top_n(
+    rows: Vec<WindowRow>,
+    top: &crate::spec::TopSpec,
+    spec: &crate::spec::GoldSpec,
+) -> Vec<WindowRow> {
+    let by = spec
+        .aggregates
+        .iter()
+        .position(|a| a.name == top.by)
+        .unwrap_or(0);
+    let per: Vec<usize> = top
+        .per
+        .iter()
+        .filter_map(|p| spec.group_by.iter().position(|g| g == p))
+        .collect();
+    let mut groups: BTreeMap<(i64, i64, Vec<Value>), Vec<WindowRow>> = BTreeMap::new();
+    for row in rows {
+        let scope = per.iter().map(|i| row.key[*i].clone()).collect();
+        groups
+            .entry((row.start, row.end, scope))
+            .or_default()
+            .push(row);
+    }
+    let mut out = Vec::new();
+    for (_, mut ranked) in groups {
+        ranked.sort_by(|a, b| {
+            b.values[by]
+                .cmp(&a.values[by])
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        for (rank, mut row) in ranked.into_iter().take(top.n).enumerate() {
+            row.values.push(Value::Int(rank as i64 + 1));
+            out.push(row);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+    use crate::spec::PipelineSpec;
+
+    const HEAD: &str = "[kafka]\nbrokers = \"b:9092\"\n";
+
+    fn source() -> arrow::datatypes::SchemaRef {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        Arc::new(Schema::new(vec![
+            Field::new("event_time", ts, true),
+            Field::new("region", DataType::Utf8, true),
+            Field::new("product", DataType::Utf8, true),
+            Field::new("amount", DataType::Float64, true),
+        ]))
+    }
+
+    /// The config of a one-table spec, or the error it is refused with.
+    fn config(gold: &str) -> std::result::Result<GoldConfig, String> {
+        let text = format!("{HEAD}[[gold]]\ntable = \"gold.t\"\nsource = \"silver.s\"\nevent_time = \"event_time\"\n{gold}");
+        let spec = PipelineSpec::parse(&text, "p.toml").map_err(|e| e.to_string())?;
+        GoldConfig::new(&spec.gold[0], &source(), "p.toml", 0).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_key() {
+        let agg = "aggregates = [{ name = \"n\", fn = \"count\" }]";
+        let cases = [
+            (
+                format!("window = {{ sliding = \"5m\", slide = \"2m\" }}\n{agg}"),
+                "p.toml: gold[0].window (table gold.t): sliding windows are built from slide-sized panes",
+            ),
+            (
+                format!("window = {{ tumbling = \"1m\", session = \"1m\" }}\n{agg}"),
+                "p.toml: gold[0].window (table gold.t): expected one of",
+            ),
+            (
+                "window = { tumbling = \"1m\" }\naggregates = [{ name = \"x\", fn = \"median\", expr = \"amount\" }]".into(),
+                "p.toml: gold[0].aggregates.x (table gold.t): unknown function \"median\"",
+            ),
+            (
+                "window = { tumbling = \"1m\" }\naggregates = [{ name = \"x\", fn = \"sum\", expr = \"amout\" }]".into(),
+                "p.toml: gold[0].aggregates.x (table gold.t): ",
+            ),
+            (
+                "window = { tumbling = \"1m\" }\naggregates = [{ name = \"x\", fn = \"sum\", expr = \"region\" }]".into(),
+                "p.toml: gold[0].aggregates.x (table gold.t): sum cannot aggregate values of type Utf8",
+            ),
+            (
+                format!("window = {{ tumbling = \"1m\" }}\n{agg}\nalerts = [{{ name = \"a\", when = \"nn > 3\", severity = \"warning\" }}]"),
+                "p.toml: gold[0].alerts.a (table gold.t): ",
+            ),
+            (
+                format!("window = {{ tumbling = \"1m\" }}\n{agg}\nemit = \"update\"\ntop = {{ n = 3, by = \"n\" }}"),
+                "p.toml: gold[0].top: top-N needs emit = \"final\"",
+            ),
+            (
+                format!("window = {{ session = \"1m\" }}\n{agg}\nwatermark = {{ partitions = 3 }}"),
+                "p.toml: gold[0].watermark.partitions (table gold.t): needs watermark.partition_column",
+            ),
+        ];
+        for (gold, want) in cases {
+            let err = config(&gold).err().unwrap_or_default();
+            assert!(
+                err.starts_with(want),
+                "{gold}\n  gave: {err}\n  want: {want}…"
+            );
+        }
+        let ok = config(&format!("window = {{ sliding = \"5m\", slide = \"1m\" }}\ngroup_by = [\"region\", \"product\"]\n{agg}\ntop = {{ n = 2, by = \"n\", per = [\"region\"] }}")).unwrap();
+        let names: Vec<&str> = ok
+            .output()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "window_start",
+                "window_end",
+                "region",
+                "product",
+                "n",
+                "rank"
+            ]
+        );
+    }
+
+    #[test]
+    fn top_n_ranks_per_window_and_scope_with_ties_to_the_smaller_key() {
+        let spec = config(
+            "window = { tumbling = \"1m\" }\ngroup_by = [\"region\", \"product\"]\naggregates = [{ name = \"revenue\", fn = \"sum\", expr = \"amount\" }]\ntop = { n = 2, by = \"revenue\", per = [\"region\"] }",
+        )
+        .unwrap()
+        .spec;
+        let row = |start: i64, region: &str, product: &str, revenue: i64| WindowRow {
+            start,
+            end: start + 60,
+            key: vec![Value::Text(region.into()), Value::Text(product.into())],
+            values: vec![Value::Int(revenue)],
+        };
+        let rows = vec![
+            row(0, "eu", "a", 5),
+            row(0, "eu", "b", 9),
+            row(0, "eu", "c", 9),
+            row(0, "us", "a", 1),
+            row(60, "eu", "a", 3),
+        ];
+        let ranked: Vec<(i64, String, String, i64)> =
+            top_n(rows, spec.top.as_ref().unwrap(), &spec)
+                .into_iter()
+                .map(|r| {
+                    let text = |v: &Value| match v {
+                        Value::Text(s) => s.clone(),
+                        _ => String::new(),
+                    };
+                    let Value::Int(rank) = r.values[1] else {
+                        panic!()
+                    };
+                    (r.start, text(&r.key[0]), text(&r.key[1]), rank)
+                })
+                .collect();
+        assert_eq!(
+            ranked,
+            vec![
+                (0, "eu".into(), "b".into(), 1),
+                (0, "eu".into(), "c".into(), 2),
+                (0, "us".into(), "a".into(), 1),
+                (60, "eu".into(), "a".into(), 1),
+            ]
+        );
     }
 }

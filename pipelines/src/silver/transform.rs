@@ -221,6 +221,34 @@ pub(super) fn run(sql: &str, batch: &RecordBatch) -> Result<RecordBatch, String>
     frame::from_polars(&out)
 }
 
+/// The indices of the rows of `batch` for which `condition` (SQL over its columns) is true.
+pub(crate) fn matching_rows(batch: &RecordBatch, condition: &str) -> Result<Vec<u32>, String> {
+    const ROW: &str = "__row";
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(ROW, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::Int64Array::from_iter_values(
+        0..batch.num_rows() as i64,
+    )));
+    let indexed =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())?;
+    let out = run(
+        &format!("SELECT {} FROM {SOURCE} WHERE {condition}", quoted(ROW)),
+        &indexed,
+    )?;
+    let rows = arrow::compute::cast(out.column(0), &DataType::UInt32).map_err(|e| e.to_string())?;
+    let rows = rows
+        .as_any()
+        .downcast_ref::<arrow::array::UInt32Array>()
+        .ok_or("row indices did not come back as integers")?;
+    Ok(rows.values().to_vec())
+}
+
 /// A SQL identifier, quoted.
 pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
