@@ -1,20 +1,22 @@
 //! Benchmarks of `medallion run --once`: bronze (events/s from broker to committed Iceberg
-//! table, beside the raw consume rate of the same topic by a consumer that discards) and, with
-//! `silver`, the silver stage over that bronze table (rows/s). Each prints peak RSS and commit
-//! latency percentiles.
+//! table, beside the raw consume rate of the same topic by a consumer that discards); with
+//! `silver`, the silver stage over that bronze table (rows/s); with `gold`, tumbling, sliding
+//! and session aggregation over 10,000 keys (rows/s, one table at a time), then freshness of a
+//! continuous run. Each prints peak RSS and commit latency percentiles.
 //!
-//! Usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver]
+//! Usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver|gold]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 3;
@@ -23,11 +25,11 @@ const PARTITIONS: i32 = 3;
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        bail!("usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver]");
+        bail!("usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver|gold]");
     }
     let (broker, bin, dir) = (&args[1], &args[2], std::path::PathBuf::from(&args[3]));
     let events: usize = args.get(4).map_or(Ok(1_000_000), |s| s.parse())?;
-    let silver = args.get(5).is_some_and(|s| s == "silver");
+    let mode = args.get(5).map(String::as_str).unwrap_or("");
     let topic = format!("bench-{}", std::process::id());
 
     create_topic(broker, &topic).await?;
@@ -79,7 +81,7 @@ commit = {{ interval = "5s", max_rows = 50000 }}
         bronze.commits()
     );
     println!("ratio raw/bronze: {:.2}x", raw_rate / rate);
-    if silver {
+    if mode == "silver" || mode == "gold" {
         std::fs::write(&spec, std::fs::read_to_string(&spec)? + SILVER)?;
         let s = run_stage(bin, &spec, &dir.join("silver.log"), "silver")?;
         println!(
@@ -90,6 +92,174 @@ commit = {{ interval = "5s", max_rows = 50000 }}
             s.commits()
         );
     }
+    if mode == "gold" {
+        let head = std::fs::read_to_string(&spec)?;
+        let head = &head[..head.find("[[bronze]]").unwrap_or(head.len())];
+        for (shape, window) in GOLD_WINDOWS {
+            let name = shape.split(' ').next().unwrap_or(shape);
+            let gold_spec = dir.join(format!("gold-{name}.toml"));
+            let table = GOLD
+                .replace("WINDOW", window)
+                .replace("gold.bench", &format!("gold.bench_{name}"));
+            std::fs::write(&gold_spec, format!("{head}{table}"))?;
+            let g = run_stage(bin, &gold_spec, &dir.join("gold.log"), "gold")?;
+            println!(
+                "gold {shape} over 10,000 keys (silver → windows → committed): {:.1} s, {:.0} rows/s, peak RSS {:.0} MiB, {}",
+                g.wall.as_secs_f64(),
+                events as f64 / g.wall.as_secs_f64(),
+                g.peak_rss_mib,
+                g.commits()
+            );
+        }
+        freshness(broker, bin, &dir, head).await?;
+    }
+    Ok(())
+}
+
+/// The gold windows benchmarked, one table at a time.
+const GOLD_WINDOWS: [(&str, &str); 3] = [
+    ("tumbling 1 min", r#"{ tumbling = "1m" }"#),
+    (
+        "sliding 5 min / 1 min",
+        r#"{ sliding = "5m", slide = "1m" }"#,
+    ),
+    ("session 20 s", r#"{ session = "20s" }"#),
+];
+
+/// A gold table over the silver table, grouped by user (10,000 keys).
+const GOLD: &str = r#"
+[[gold]]
+table = "gold.bench"
+source = "silver.bench"
+event_time = "event_time"
+window = WINDOW
+watermark = { max_out_of_orderness = "5s" }
+group_by = ["user_hash"]
+aggregates = [
+  { name = "events", fn = "count" },
+  { name = "pages", fn = "count_distinct", expr = "page" },
+  { name = "first_seen", fn = "min", expr = "event_time" },
+]
+"#;
+
+/// Freshness of a continuous run: events produced for 30 s (10 every 5 ms) with the current time
+/// as event time, through bronze, silver and 1-second tumbling windows; for each window, the
+/// time from its end (when its last event was produced) to the gold commit that wrote it.
+async fn freshness(broker: &str, bin: &str, dir: &Path, head: &str) -> Result<()> {
+    let topic = format!("fresh-{}", std::process::id());
+    create_topic(broker, &topic).await?;
+    let schema = std::fs::canonicalize("schemas/avro/web_event.avsc")?;
+    let spec = dir.join("fresh.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"{head}
+[[bronze]]
+table = "bronze.fresh"
+topics = ["{topic}"]
+format = "json"
+schema = "{schema}"
+event_time = "event_time"
+commit = {{ interval = "200ms" }}
+
+[[silver]]
+table = "silver.fresh"
+source = "bronze.fresh"
+columns = [{{ name = "user_id", expr = "user_id" }}, {{ name = "event_time", expr = "event_time" }}]
+poll = "100ms"
+
+[[gold]]
+table = "gold.fresh"
+source = "silver.fresh"
+event_time = "event_time"
+window = {{ tumbling = "1s" }}
+aggregates = [{{ name = "events", fn = "count" }}]
+poll = "100ms"
+"#,
+            schema = schema.display()
+        ),
+    )?;
+    let log = dir.join("fresh.log");
+    let mut child = Command::new(bin)
+        .args(["run", spec.to_str().unwrap_or_default()])
+        .env("MEDALLION_LOG", "warn,pipelines=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("cannot start medallion")?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "5")
+        .create()?;
+    // Let the pipeline start (group join) before the measured events.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(30) {
+        for _ in 0..10 {
+            let now = chrono::Utc::now().timestamp_millis();
+            let v = serde_json::json!({
+                "event_id": format!("f-{n}"), "event_type": "page_view", "event_time": now,
+                "user_id": format!("u{}", n % 100),
+            })
+            .to_string();
+            let key = format!("k{n}");
+            producer
+                .send_result(FutureRecord::to(&topic).key(&key).payload(&v))
+                .map_err(|(e, _)| e)?;
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    producer.flush(Duration::from_secs(10))?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait()?;
+    // Gold commits: (commit time, watermark), µs.
+    let mut commits: Vec<(i64, i64)> = Vec::new();
+    for line in std::fs::read_to_string(&log)?.lines() {
+        if !line.contains("pipelines::gold") || !line.contains(" committed") {
+            continue;
+        }
+        let at = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let wm = line
+            .split("watermark=Some(")
+            .nth(1)
+            .and_then(|w| w.split(')').next())
+            .and_then(|w| w.parse::<i64>().ok());
+        if let (Some(at), Some(wm)) = (at, wm) {
+            commits.push((at.timestamp_micros(), wm));
+        }
+    }
+    let mut lags: Vec<f64> = Vec::new();
+    let mut previous: Option<i64> = None;
+    for (at, wm) in commits {
+        let second = 1_000_000;
+        let mut end = previous.map_or(wm / second * second, |p| (p / second + 1) * second);
+        while end <= wm {
+            if previous.is_some() {
+                lags.push((at - end) as f64 / 1000.0);
+            }
+            end += second;
+        }
+        previous = Some(wm);
+    }
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lags.get(((lags.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "freshness (continuous run, {n} events over 30 s, 1 s windows): window end → gold commit p50 {:.0} ms, p99 {:.0} ms over {} windows (add the window itself, 1 s, for an event's wait)",
+        pct(0.5),
+        pct(0.99),
+        lags.len()
+    );
     Ok(())
 }
 
@@ -211,10 +381,11 @@ async fn produce(broker: &str, topic: &str, events: usize) -> Result<usize> {
         .set("batch.size", "1000000")
         .create()?;
     let base = 1_767_225_600_000i64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut bytes = 0;
     let mut pending = Vec::with_capacity(20_000);
     for i in 0..events {
-        let user = format!("u{}", i % 5000);
+        let user = format!("u{}", rng.gen_range(0..10_000));
         let v = serde_json::json!({
             "event_id": format!("b-{i}"), "event_type": "page_view", "event_time": base + i as i64,
             "user_id": user, "session_id": format!("s{}", i % 20000), "page": "/product/42",

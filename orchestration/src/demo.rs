@@ -1,4 +1,4 @@
-//! `medallion demo`: the whole bronze path on embedded parts (librdkafka's in-process mock
+//! `medallion demo`: the whole pipeline, bronze to gold, on embedded parts (librdkafka's in-process mock
 //! cluster, a SQLite catalog, a local warehouse), then a summary of what landed where.
 
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use lakehouse::{IcebergTable, LakehouseLocation};
 use pipelines::bronze::{self, BronzeConfig, BronzeReport, KafkaConnection, RunOptions};
+use pipelines::gold::{self, GoldConfig};
 use pipelines::silver::{self, SilverConfig};
 use pipelines::spec::{PipelineSpec, RegistrySpec};
 use rdkafka::mocking::MockCluster;
@@ -81,8 +82,25 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
             )?)
         })
         .collect::<Result<Vec<_>>>()?;
+    let gold = spec
+        .gold
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let source = silver
+                .iter()
+                .find(|s| s.spec.table == g.source)
+                .with_context(|| {
+                    format!("demo: gold[{i}].source {} is not a silver table", g.source)
+                })?;
+            Ok(GoldConfig::new(g, source.output(), "demo", i)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
     for s in &spec.silver {
         cluster.create_topic(&s.dlq_topic(), 1, 1)?;
+    }
+    for g in &spec.gold {
+        cluster.create_topic(&g.dlq_topic(), 1, 1)?;
     }
     for (c, partitions) in configs.iter().zip([3, 2]) {
         for topic in &c.topics {
@@ -92,8 +110,9 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
         cluster.create_topic(&c.dlq_topic, 1, 1)?;
     }
 
-    let start_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
-    let web = generator::web_events(events * 4 / 5, 7, start_ms);
+    // Three hours of events, so hourly windows close.
+    let start_ms = chrono::Utc::now().timestamp_millis() - 3 * 3_600_000;
+    let web = generator::web_events(events * 4 / 5, 7, start_ms, 1_300);
     let sensors = generator::sensor_readings(
         &schemas[1].avro,
         sensor_id,
@@ -137,6 +156,13 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
             .push(silver::run(&kafka, catalog.clone(), config, once, stop.clone()).await?);
     }
     let silver_elapsed = silver_started.elapsed();
+    // Gold reads what silver committed: the e-commerce and web-analytics windows.
+    let gold_started = Instant::now();
+    let mut gold_reports = Vec::new();
+    for config in &gold {
+        gold_reports.push(gold::run(&kafka, catalog.clone(), config, once, stop.clone()).await?);
+    }
+    let gold_elapsed = gold_started.elapsed();
     let elapsed = started.elapsed();
 
     println!(
@@ -166,6 +192,22 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
         );
     }
     println!(
+        "\ngold finished in {:.1} s (windows still open wait for later events)\n\n{:<30} {:>8} {:>8} {:>6} {:>7} {:>13}",
+        gold_elapsed.as_secs_f64(),
+        "table",
+        "read",
+        "rows",
+        "late",
+        "alerts",
+        "open windows"
+    );
+    for r in &gold_reports {
+        println!(
+            "{:<30} {:>8} {:>8} {:>6} {:>7} {:>13}",
+            r.table, r.rows_read, r.rows_written, r.late, r.alerts, r.open_windows
+        );
+    }
+    println!(
         "\ngenerated: {} duplicates and {} malformed web events, {} malformed sensor readings",
         web.duplicates, web.malformed, sensors.malformed
     );
@@ -180,8 +222,9 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
         .iter()
         .map(|r| &r.table)
         .chain(silver_reports.iter().map(|r| &r.table))
+        .chain(gold_reports.iter().map(|r| &r.table))
         .map(String::as_str)
-        .chain([silver::QUALITY_TABLE]);
+        .chain([silver::QUALITY_TABLE, gold::ALERTS_TABLE]);
     for name in tables {
         let table = IcebergTable::open(catalog.clone(), name).await?;
         if let Some(meta) = table.metadata_location() {

@@ -35,13 +35,13 @@ const PAGES: [&str; 6] = [
 const COUNTRIES: [&str; 5] = ["DE", "US", "FR", "GB", "JP"];
 const CURRENCIES: [&str; 3] = ["EUR", "USD", "GBP"];
 
-/// `n` web events as JSON, keyed by user.
-pub fn web_events(n: usize, seed: u64, start_ms: i64) -> Generated {
+/// `n` web events as JSON, keyed by user, each up to `max_gap_ms` after the one before.
+pub fn web_events(n: usize, seed: u64, start_ms: i64, max_gap_ms: i64) -> Generated {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Generated::default();
     let mut t = start_ms;
     while out.messages.len() < n {
-        t += rng.gen_range(0..40);
+        t += rng.gen_range(0..max_gap_ms);
         let user = format!("u{}", rng.gen_range(0..500));
         let roll = rng.gen_range(0..100);
         if roll < 2 {
@@ -75,6 +75,10 @@ pub fn web_events(n: usize, seed: u64, start_ms: i64) -> Generated {
         if kind == "purchase" {
             event["amount"] = json!((rng.gen_range(100..20_000) as f64) / 100.0);
             event["currency"] = json!(CURRENCIES[rng.gen_range(0..CURRENCIES.len())]);
+        }
+        // Purchases and clicks (add-to-cart on /cart) name their product.
+        if kind != "page_view" {
+            event["payload"]["product"] = json!(format!("p{}", rng.gen_range(0..40)));
         }
         let bytes = event.to_string().into_bytes();
         out.messages.push((user.clone(), bytes.clone()));

@@ -510,7 +510,7 @@ fn stop_on_signal() -> Result<tokio::sync::watch::Receiver<bool>> {
 async fn generate(brokers: &str, topic: &str, events: usize, kind: Kind, seed: u64) -> Result<()> {
     let start_ms = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let generated = match kind {
-        Kind::Web => generator::web_events(events, seed, start_ms),
+        Kind::Web => generator::web_events(events, seed, start_ms, 40),
         Kind::Sensor => {
             let schema = schemas::EventSchema::parse(
                 "sensor_reading",

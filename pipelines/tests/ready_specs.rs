@@ -2,6 +2,7 @@
 //! schemas (paths in specs are relative to the repository root, where they are run from).
 
 use pipelines::bronze::{self, BronzeConfig};
+use pipelines::gold::GoldConfig;
 use pipelines::silver::SilverConfig;
 use pipelines::spec::PipelineSpec;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ fn ready_specs_are_valid() {
     std::env::set_var("MEDALLION_PII_SALT", "ready-specs");
     let root = manifest_dir().join("..");
     let dir = root.join("pipelines/specs");
-    let mut checked = 0;
+    let (mut checked, mut gold) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "toml") {
@@ -25,18 +26,30 @@ fn ready_specs_are_valid() {
             b.schema = root.join(&b.schema);
             bronze.push(BronzeConfig::from_spec(b, &origin, i).unwrap_or_else(|e| panic!("{e}")));
         }
-        // Silver tables compile against the bronze tables they read.
+        // Silver tables compile against the bronze tables they read, gold against silver.
+        let mut silver = Vec::new();
         for (i, s) in spec.silver.iter().enumerate() {
             let source = bronze
                 .iter()
                 .find(|b| b.table == s.source)
                 .unwrap_or_else(|| panic!("{origin}: silver[{i}] reads {}", s.source));
-            SilverConfig::new(s, &bronze::table_schema(source), &origin, i)
-                .unwrap_or_else(|e| panic!("{e}"));
+            silver.push(
+                SilverConfig::new(s, &bronze::table_schema(source), &origin, i)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        for (i, g) in spec.gold.iter().enumerate() {
+            let source = silver
+                .iter()
+                .find(|s| s.spec.table == g.source)
+                .unwrap_or_else(|| panic!("{origin}: gold[{i}] reads {}", g.source));
+            GoldConfig::new(g, source.output(), &origin, i).unwrap_or_else(|e| panic!("{e}"));
+            gold += 1;
         }
         checked += 1;
     }
-    assert!(checked >= 2, "found {checked} specs in {}", dir.display());
+    assert!(checked >= 7, "found {checked} specs in {}", dir.display());
+    assert!(gold >= 14, "found {gold} gold tables");
 }
 
 #[test]
