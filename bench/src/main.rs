@@ -85,11 +85,8 @@ commit = {{ interval = "5s", max_rows = 50000 }}
         std::fs::write(&spec, std::fs::read_to_string(&spec)? + SILVER)?;
         let s = run_stage(bin, &spec, &dir.join("silver.log"), "silver")?;
         println!(
-            "silver (bronze → filtered, typed, hashed, judged, committed): {:.1} s, {:.0} rows/s, peak RSS {:.0} MiB, {}",
-            s.wall.as_secs_f64(),
-            events as f64 / s.wall.as_secs_f64(),
-            s.peak_rss_mib,
-            s.commits()
+            "silver (bronze → filtered, typed, hashed, judged, committed): {}",
+            s.summary(events)
         );
     }
     if mode == "gold" {
@@ -104,11 +101,8 @@ commit = {{ interval = "5s", max_rows = 50000 }}
             std::fs::write(&gold_spec, format!("{head}{table}"))?;
             let g = run_stage(bin, &gold_spec, &dir.join("gold.log"), "gold")?;
             println!(
-                "gold {shape} over 10,000 keys (silver → windows → committed): {:.1} s, {:.0} rows/s, peak RSS {:.0} MiB, {}",
-                g.wall.as_secs_f64(),
-                events as f64 / g.wall.as_secs_f64(),
-                g.peak_rss_mib,
-                g.commits()
+                "gold {shape} over 10,000 keys (silver → windows → committed): {}",
+                g.summary(events)
             );
         }
         freshness(broker, bin, &dir, head).await?;
@@ -291,6 +285,17 @@ struct StageRun {
 }
 
 impl StageRun {
+    /// Wall time, rows/s over `rows`, peak RSS and commits.
+    fn summary(&self, rows: usize) -> String {
+        format!(
+            "{:.1} s, {:.0} rows/s, peak RSS {:.0} MiB, {}",
+            self.wall.as_secs_f64(),
+            rows as f64 / self.wall.as_secs_f64(),
+            self.peak_rss_mib,
+            self.commits()
+        )
+    }
+
     fn commits(&self) -> String {
         let pct = |p: f64| {
             self.commit_ms

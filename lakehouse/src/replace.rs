@@ -8,9 +8,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention,
-    SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
+    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
+    ManifestWriterBuilder, Operation, PartitionSpecRef, Snapshot, SnapshotReference,
+    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
 };
 use iceberg::MetadataLocation;
 
@@ -113,11 +113,20 @@ impl IcebergTable {
         let snapshot_id = new_snapshot_id(self);
         let sequence = metadata.next_sequence_number();
         let commit = uuid::Uuid::new_v4();
-        let manifest_path = |n: usize| {
-            format!(
+        // The n-th manifest this commit writes, for files of the partition spec `spec`.
+        let new_writer = |n: usize, spec: &PartitionSpecRef| -> Result<ManifestWriter> {
+            let path = format!(
                 "{}/metadata/{commit}-m{n}.avro",
                 metadata.location().trim_end_matches('/')
+            );
+            let output = io.new_output(path).map_err(table_err(&name, "manifest"))?;
+            Ok(ManifestWriterBuilder::new(
+                output,
+                Some(snapshot_id),
+                schema.clone(),
+                spec.as_ref().clone(),
             )
+            .build_v2_data())
         };
         let mut summary = SnapshotSummaryCollector::default();
         let mut manifests: Vec<ManifestFile> = Vec::new();
@@ -160,16 +169,7 @@ impl IcebergTable {
                         manifest_file.manifest_path, manifest_file.partition_spec_id
                     ))
                 })?;
-            let output = io
-                .new_output(manifest_path(manifests.len()))
-                .map_err(err("manifest"))?;
-            let mut writer = ManifestWriterBuilder::new(
-                output,
-                Some(snapshot_id),
-                schema.clone(),
-                spec.as_ref().clone(),
-            )
-            .build_v2_data();
+            let mut writer = new_writer(manifests.len(), spec)?;
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let (Some(added_by), Some(seq)) = (entry.snapshot_id, entry.sequence_number) else {
                     return Err(Error::Config(format!(
@@ -203,16 +203,7 @@ impl IcebergTable {
         }
         if !add.is_empty() {
             let spec = metadata.default_partition_spec();
-            let output = io
-                .new_output(manifest_path(manifests.len()))
-                .map_err(err("manifest"))?;
-            let mut writer = ManifestWriterBuilder::new(
-                output,
-                Some(snapshot_id),
-                schema.clone(),
-                spec.as_ref().clone(),
-            )
-            .build_v2_data();
+            let mut writer = new_writer(manifests.len(), spec)?;
             for file in add {
                 summary.add_file(file, schema.clone(), spec.clone());
                 writer

@@ -3,6 +3,7 @@
 pub mod bronze;
 mod dlq;
 mod error;
+mod follow;
 pub mod gold;
 pub mod silver;
 pub mod source;
@@ -10,6 +11,6 @@ pub mod spec;
 
 pub use error::{Error, Result};
 
-/// Woken after every bronze commit of this process, so silver stages read it at once instead of
-/// at their next poll.
+/// Woken after every table commit of this process, so the stages reading the table (silver,
+/// gold) read it at once instead of at their next poll.
 pub(crate) static TABLE_COMMITS: tokio::sync::Notify = tokio::sync::Notify::const_new();

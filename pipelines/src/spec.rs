@@ -67,7 +67,7 @@ pub struct GoldSpec {
     #[serde(default)]
     pub dlq_topic: Option<String>,
     /// How often the source is checked for new snapshots.
-    #[serde(default = "default_silver_poll", deserialize_with = "duration")]
+    #[serde(default = "default_poll", deserialize_with = "duration")]
     pub poll: Duration,
     /// At most this many source snapshots go into one commit.
     #[serde(default = "default_batch_snapshots")]
@@ -211,7 +211,7 @@ pub struct SilverSpec {
     #[serde(default)]
     pub partition_by_day: Option<String>,
     /// How often the source is checked for new snapshots.
-    #[serde(default = "default_silver_poll", deserialize_with = "duration")]
+    #[serde(default = "default_poll", deserialize_with = "duration")]
     pub poll: Duration,
     /// At most this many source snapshots go into one commit.
     #[serde(default = "default_batch_snapshots")]
@@ -448,7 +448,7 @@ fn zero() -> Duration {
 fn default_batch_snapshots() -> usize {
     32
 }
-fn default_silver_poll() -> Duration {
+fn default_poll() -> Duration {
     Duration::from_secs(1)
 }
 fn default_registry_timeout() -> Duration {

@@ -490,7 +490,39 @@ pub fn sigkill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// What a third-party reader saw.
+/// Runs `medallion run SPEC` `kills` times, each time SIGKILLing it at a random moment up to
+/// `max_ms` after its next commit (a ` committed` line in `log`, which it appends to); returns
+/// how many kills came after a commit (the others hit start-up).
+pub fn kill_repeatedly(
+    spec: &Path,
+    log: &Path,
+    kills: usize,
+    max_ms: u64,
+    rng: &mut impl rand::Rng,
+) -> Result<usize> {
+    let commits = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches(" committed")
+            .count()
+    };
+    let mut mid_run = 0;
+    for _ in 0..kills {
+        let before = commits();
+        let mut child = spawn_run(spec, log, &[])?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while commits() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..max_ms)));
+        sigkill(&mut child);
+        if commits() > before {
+            mid_run += 1;
+        }
+    }
+    Ok(mid_run)
+}
+
 /// One snapshot as pyiceberg and DuckDB read it.
 #[derive(Debug)]
 pub struct SnapshotRead {
@@ -501,6 +533,7 @@ pub struct SnapshotRead {
     pub duckdb: u64,
 }
 
+/// What a third-party reader saw.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct ReaderView {
     pub rows: u64,

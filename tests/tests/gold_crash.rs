@@ -2,10 +2,9 @@
 //! tables, alerts and late output it ends with equal those of an uninterrupted run.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use e2e::{create_topic, produce, read_topic, run_once, sigkill, spawn_run, unique, Workspace};
+use e2e::{create_topic, kill_repeatedly, produce, read_topic, run_once, unique, Workspace};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -129,27 +128,8 @@ batch_snapshots = 1
 
     let crashed = gold_spec(&ws, "crashed")?;
     let log = ws.path().join("gold.log");
-    let mut mid_run = 0;
-    for _ in 0..KILLS {
-        let count = || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .matches(" committed")
-                .count()
-        };
-        let before = count();
-        let mut child = spawn_run(&crashed, &log, &[])?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count() == before && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // At a random moment: replaying, aggregating, writing files or committing.
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..300)));
-        sigkill(&mut child);
-        if count() > before {
-            mid_run += 1;
-        }
-    }
+    // At a random moment: replaying, aggregating, writing files or committing.
+    let mid_run = kill_repeatedly(&crashed, &log, KILLS, 300, &mut rng)?;
     assert!(
         mid_run >= 10,
         "only {mid_run} of {KILLS} kills came after a commit"

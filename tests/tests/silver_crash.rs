@@ -1,14 +1,10 @@
 //! Silver killed with SIGKILL again and again while it works through bronze's snapshots: the
 //! table it ends with equals, as a multiset of rows, the one an uninterrupted run builds.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
-use e2e::{
-    broker, create_topic, medallion_output, run_once, sigkill, spawn_run, unique, Workspace,
-};
+use e2e::{broker, create_topic, kill_repeatedly, medallion_output, run_once, unique, Workspace};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 const KILLS: usize = 12;
 
@@ -69,27 +65,8 @@ fn silver_killed_repeatedly_equals_an_uninterrupted_run() -> Result<()> {
     let crashed = silver_spec(&ws, "silver.crashed")?;
     let log = ws.path().join("silver.log");
     let mut rng = StdRng::seed_from_u64(3);
-    let mut mid_run = 0;
-    for _ in 0..KILLS {
-        let count = || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .matches(" committed")
-                .count()
-        };
-        let before = count();
-        let mut child = spawn_run(&crashed, &log, &[])?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while count() == before && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // At a random moment of its work: transforming, writing files, or committing.
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..150)));
-        sigkill(&mut child);
-        if count() > before {
-            mid_run += 1;
-        }
-    }
+    // At a random moment of its work: transforming, writing files, or committing.
+    let mid_run = kill_repeatedly(&crashed, &log, KILLS, 150, &mut rng)?;
     assert!(
         mid_run >= 10,
         "only {mid_run} of {KILLS} kills came after a commit"

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::{rows_as_json, DeadLetter};
 use crate::error::{Error, Result};
+use crate::follow::{open_source, wait};
 use aggregate::Value;
 use alerts::Alerts;
 pub use alerts::ALERTS_TABLE;
@@ -92,17 +93,17 @@ pub async fn run(
         table: spec.table.clone(),
         ..Default::default()
     };
-    let source = loop {
-        if let Some(t) = IcebergTable::open_if_exists(catalog.clone(), &spec.source).await? {
-            break t;
-        }
-        if options.once {
-            tracing::info!(table = %spec.table, source = %spec.source, "source table does not exist yet: nothing to do");
-            return Ok(report);
-        }
-        if crate::silver::wait(&mut stop, spec.poll).await {
-            return Ok(report);
-        }
+    let source = open_source(
+        &catalog,
+        &spec.source,
+        &spec.table,
+        options.once,
+        spec.poll,
+        &mut stop,
+    )
+    .await?;
+    let Some(source) = source else {
+        return Ok(report);
     };
     let table = IcebergTable::open_or_create(
         catalog.clone(),
@@ -137,7 +138,7 @@ pub async fn run(
             gold.source.refresh().await?;
             let pending = gold.source.appends_after(gold.cursor()?)?;
             if pending.is_empty() {
-                if options.once || crate::silver::wait(&mut stop, spec.poll).await {
+                if options.once || wait(&mut stop, spec.poll).await {
                     break 'restore;
                 }
                 continue;
@@ -196,7 +197,7 @@ fn cursor_string(cursor: Option<i64>) -> Option<String> {
 /// The changes of a commit: rows to append, or (update mode) rows to replace.
 #[derive(Default)]
 struct Output {
-    /// (start, end, key) → the row to write, or `None` to remove it; in order of arrival.
+    /// (start, end, key) → the row to write, or `None` to remove it (the last change wins).
     changes: BTreeMap<(i64, i64, Vec<Value>), Option<WindowRow>>,
 }
 

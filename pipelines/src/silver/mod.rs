@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
+use crate::follow::{open_source, wait};
 use crate::spec::{OnFail, SilverSpec};
 pub use backfill::{backfill, BackfillReport, TimeRange};
 use expect::Expectations;
@@ -102,17 +103,17 @@ pub async fn run(
         table: spec.table.clone(),
         ..Default::default()
     };
-    let mut source = loop {
-        if let Some(t) = IcebergTable::open_if_exists(catalog.clone(), &spec.source).await? {
-            break t;
-        }
-        if options.once {
-            tracing::info!(table = %spec.table, source = %spec.source, "source table does not exist yet: nothing to do");
-            return Ok(report);
-        }
-        if wait(&mut stop, spec.poll).await {
-            return Ok(report);
-        }
+    let source = open_source(
+        &catalog,
+        &spec.source,
+        &spec.table,
+        options.once,
+        spec.poll,
+        &mut stop,
+    )
+    .await?;
+    let Some(mut source) = source else {
+        return Ok(report);
     };
     let mut table = IcebergTable::open_or_create(
         catalog.clone(),
@@ -290,16 +291,4 @@ async fn refine(
         counts: judged.counts,
         dropped,
     })
-}
-
-/// Sleeps for `poll`, or until a table of this process commits, unless `stop` turns true
-/// first; whether it did.
-pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, poll: std::time::Duration) -> bool {
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(poll) => false,
-        _ = crate::TABLE_COMMITS.notified() => false,
-        // A dropped sender means nobody can ask to stop: sleep on.
-        Ok(_) = stop.wait_for(|s| *s) => true,
-    };
-    stopped || *stop.borrow()
 }
