@@ -45,6 +45,10 @@ enum Command {
         /// separate processes.
         #[arg(long, value_enum)]
         stage: Option<Stage>,
+        /// After SIGTERM or SIGINT, how long the open batches may take to commit before the
+        /// process exits anyway (status 1; the commit protocol keeps that safe).
+        #[arg(long, default_value = "30s", value_parser = pipelines::spec::parse_duration, env = "MEDALLION_SHUTDOWN_TIMEOUT")]
+        shutdown_timeout: std::time::Duration,
     },
     /// Rebuild a time range of a silver table from its source with the spec's current
     /// definition, swapped in atomically (one replace-files commit).
@@ -184,7 +188,12 @@ async fn main() {
 async fn dispatch(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Demo { warehouse, events } => demo::run(&warehouse, events).await?,
-        Command::Run { spec, once, stage } => run(&spec, once, stage).await?,
+        Command::Run {
+            spec,
+            once,
+            stage,
+            shutdown_timeout,
+        } => run(&spec, once, stage, shutdown_timeout).await?,
         Command::Backfill {
             table,
             spec,
@@ -270,7 +279,12 @@ async fn load(path: &Path) -> Result<Loaded> {
     })
 }
 
-async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
+async fn run(
+    path: &Path,
+    once: bool,
+    stage: Option<Stage>,
+    shutdown_timeout: std::time::Duration,
+) -> Result<()> {
     let Loaded {
         spec,
         bronze: configs,
@@ -280,7 +294,7 @@ async fn run(path: &Path, once: bool, stage: Option<Stage>) -> Result<()> {
     } = load(path).await?;
     let kafka = KafkaConnection::from(&spec.kafka);
     let options = RunOptions { once };
-    let stop = stop_on_signal()?;
+    let stop = stop_on_signal(shutdown_timeout)?;
     // Every table is checked at start; `--stage` only chooses which ones run.
     let runs = |s: Stage| stage.is_none_or(|only| only == s);
     let bronze_runs = futures::future::join_all(
@@ -484,24 +498,27 @@ async fn gold_configs(
     Ok(out)
 }
 
-/// Turns true on the first SIGTERM or SIGINT; a second one exits at once (every commit is
-/// atomic, so that is safe too).
-fn stop_on_signal() -> Result<tokio::sync::watch::Receiver<bool>> {
+/// Turns true on the first SIGTERM or SIGINT; a second one, or `bound` passing first, exits at
+/// once (every commit is atomic, so that is safe too).
+fn stop_on_signal(bound: std::time::Duration) -> Result<tokio::sync::watch::Receiver<bool>> {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
-        for n in 0.. {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!(bound = ?bound, "signal received: finishing the open batches");
+        let _ = tx.send(true);
+        tokio::select! {
+            _ = term.recv() => std::process::exit(130),
+            _ = int.recv() => std::process::exit(130),
+            _ = tokio::time::sleep(bound) => {
+                tracing::error!(bound = ?bound, "the open batches did not commit within the shutdown timeout: exiting; a restart resumes from the tables");
+                std::process::exit(1);
             }
-            if n > 0 {
-                std::process::exit(130);
-            }
-            tracing::info!("signal received: finishing the open batches");
-            let _ = tx.send(true);
         }
     });
     Ok(rx)

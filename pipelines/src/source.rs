@@ -241,6 +241,26 @@ impl KafkaSource {
         ))
     }
 
+    /// Every partition of `topics`.
+    pub async fn partitions(&self, topics: &[String]) -> Result<Vec<(String, i32)>> {
+        let meta = self.meta.clone();
+        let topics = topics.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for t in &topics {
+                let md = meta
+                    .fetch_metadata(Some(t), Duration::from_secs(10))
+                    .map_err(|e| Error::Kafka(format!("cannot read the partitions of {t}: {e}")))?;
+                for topic in md.topics() {
+                    out.extend(topic.partitions().iter().map(|p| (t.clone(), p.id())));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Kafka(format!("metadata query failed: {e}")))?
+    }
+
     /// The offset after the last record of each partition, now. Retried with backoff: a
     /// loaded broker can be slow to answer.
     pub async fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<i64>> {

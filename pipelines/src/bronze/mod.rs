@@ -125,6 +125,10 @@ impl Position {
     }
 }
 
+/// How long a `--once` worker without partitions waits for them, or for the table to reach
+/// the topics' ends through other workers.
+const ONCE_IDLE_LIMIT: Duration = Duration::from_secs(300);
+
 /// Runs one bronze table until `once` completes, `stop` turns true, or the source fails.
 ///
 /// On `stop` the open batch is committed and the consumer leaves its group, so the partitions
@@ -248,11 +252,34 @@ impl<'a> Stage<'a> {
         options: RunOptions,
         mut stop: watch::Receiver<bool>,
     ) -> Result<BronzeReport> {
+        // Once: every partition's end at start, which a worker without partitions waits for
+        // the table to reach (other workers, or itself once a dead member's are reassigned).
+        let once_target = match options.once {
+            false => Vec::new(),
+            true => {
+                let partitions = self.source.partitions(&self.config.topics).await?;
+                let ends = self.source.end_offsets(&partitions).await?;
+                partitions.into_iter().zip(ends).collect()
+            }
+        };
+        let mut idle_since: Option<Instant> = None;
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             let deadline = self.batch_deadline.unwrap_or(far);
             let retry_at = self.registry_retry.unwrap_or(far);
+            let idle = options.once && self.generation.is_some() && self.positions.is_empty();
+            idle_since = idle.then(|| idle_since.unwrap_or_else(Instant::now));
+            if idle_since.is_some_and(|t| t.elapsed() > ONCE_IDLE_LIMIT) {
+                return Err(self.fail(&format!(
+                    "--once: no partition of {} was assigned within {ONCE_IDLE_LIMIT:?} and the table has not reached their ends: another member of consumer group {} holds them (a crashed one is evicted after its session.timeout.ms)",
+                    self.config.topics.join(", "),
+                    self.config.group_id
+                )));
+            }
             tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)), if idle => {
+                    self.table.refresh().await?;
+                }
                 event = self.events.recv() => match event {
                     None => return Err(self.fail("the Kafka source stopped")),
                     Some(SourceEvent::Failed(message)) => return Err(self.fail(&message)),
@@ -282,9 +309,14 @@ impl<'a> Stage<'a> {
                     break;
                 }
             }
-            if options.once && self.generation.is_some() && self.reached_end() && !self.any_dirty()
-            {
-                break;
+            if options.once && self.generation.is_some() && !self.any_dirty() {
+                let done = match self.positions.is_empty() {
+                    false => self.reached_end(),
+                    true => self.table_covers(&once_target)?,
+                };
+                if done {
+                    break;
+                }
             }
         }
         self.finish_report();
@@ -577,6 +609,14 @@ impl<'a> Stage<'a> {
 
     fn any_dirty(&self) -> bool {
         self.positions.values().any(Position::dirty)
+    }
+
+    /// Whether the table holds every partition of `target` up to its offset.
+    fn table_covers(&self, target: &[((String, i32), i64)]) -> Result<bool> {
+        let stored = self.table.stored_offsets()?;
+        Ok(target
+            .iter()
+            .all(|((t, p), end)| *end == 0 || stored.get(t, *p).is_some_and(|o| o >= *end)))
     }
 
     /// In `once` mode: every assigned partition has been read up to its end offset at start.
