@@ -249,8 +249,8 @@ impl Gold<'_> {
         };
         self.operator = WindowOperator::new(self.config.settings.clone(), checkpoint.clock.clone());
         self.history.clear();
-        if let WindowKind::Session { .. } = self.config.settings.kind {
-            self.restore_final_sessions(checkpoint.clock.watermark())
+        if let WindowKind::Session { gap } = self.config.settings.kind {
+            self.restore_final_sessions(checkpoint.clock.watermark(), gap)
                 .await?;
         }
         let (Some(from), Some(cursor)) = (checkpoint.replay_from, self.cursor()?) else {
@@ -274,8 +274,9 @@ impl Gold<'_> {
     }
 
     /// Sessions the table already holds as final (ended by `lateness` before the watermark):
-    /// records before their end are late.
-    async fn restore_final_sessions(&mut self, watermark: Option<i64>) -> Result<()> {
+    /// records before their end are late. Only sessions ending within `gap + lateness` of the
+    /// watermark matter: a record before an earlier end is late by its own window anyway.
+    async fn restore_final_sessions(&mut self, watermark: Option<i64>, gap: i64) -> Result<()> {
         let Some(watermark) = watermark else {
             return Ok(());
         };
@@ -283,7 +284,8 @@ impl Gold<'_> {
         let keys = self.config.spec.group_by.len();
         let mut columns = vec!["window_start".to_string(), "window_end".to_string()];
         columns.extend(self.config.spec.group_by.iter().cloned());
-        for batch in self.table.scan_columns(&columns).await? {
+        let since = watermark.saturating_sub(gap.saturating_add(lateness));
+        for batch in self.table.scan_since(&columns, "window_end", since).await? {
             for (_, end, key) in rows::row_ids(&batch, keys).map_err(|m| self.stage_err(m))? {
                 if end + lateness <= watermark {
                     self.operator.session_final_until(key, end);
