@@ -503,15 +503,22 @@ impl IcebergTable {
     /// Reads every column of the rows that the given append snapshots added, in the table's
     /// current schema (columns added since read as null).
     pub async fn scan_appended(&self, snapshots: &[i64]) -> Result<Vec<RecordBatch>> {
-        let wanted: HashSet<i64> = snapshots.iter().copied().collect();
-        let files: HashSet<String> = self
-            .live_entries()
-            .await?
-            .iter()
-            .filter(|entry| entry.snapshot_id().is_some_and(|id| wanted.contains(&id)))
-            .map(|entry| entry.data_file().file_path().to_string())
-            .collect();
-        self.scan_files(files).await
+        let files = self.files_added_by(snapshots).await?;
+        self.scan_files(files.into_values().flatten().collect())
+            .await
+    }
+
+    /// Per append snapshot, the data files it added that the current snapshot still holds
+    /// (one read of the manifests for all of them).
+    pub async fn files_added_by(&self, snapshots: &[i64]) -> Result<HashMap<i64, HashSet<String>>> {
+        let mut files: HashMap<i64, HashSet<String>> =
+            snapshots.iter().map(|s| (*s, HashSet::new())).collect();
+        for entry in self.live_entries().await? {
+            if let Some(added) = entry.snapshot_id().and_then(|id| files.get_mut(&id)) {
+                added.insert(entry.data_file().file_path().to_string());
+            }
+        }
+        Ok(files)
     }
 
     /// Reads every column of the rows in the given data files of the current snapshot, in the

@@ -147,8 +147,11 @@ pub async fn run(
                 let started = Instant::now();
                 let cursor = gold.cursor()?;
                 let mut output = Output::default();
+                let mut files = gold.source.files_added_by(chunk).await?;
                 for snapshot in chunk {
-                    let (read, late, untimed) = gold.process(*snapshot, Some(&mut output)).await?;
+                    let added = files.remove(snapshot).unwrap_or_default();
+                    let (read, late, untimed) =
+                        gold.process(*snapshot, added, Some(&mut output)).await?;
                     report.rows_read += read;
                     report.late += late;
                     report.untimed += untimed;
@@ -266,8 +269,11 @@ impl Gold<'_> {
             )));
         };
         let started = Instant::now();
-        for snapshot in &appends[start..=end] {
-            self.process(*snapshot, None).await?;
+        let replay = &appends[start..=end];
+        let mut files = self.source.files_added_by(replay).await?;
+        for snapshot in replay {
+            let added = files.remove(snapshot).unwrap_or_default();
+            self.process(*snapshot, added, None).await?;
         }
         tracing::info!(table = %self.name(), snapshots = end + 1 - start, elapsed_ms = started.elapsed().as_millis() as u64, "open windows rebuilt from the source");
         Ok(())
@@ -295,11 +301,13 @@ impl Gold<'_> {
         Ok(())
     }
 
-    /// Feeds one source snapshot to the operator; with `output`, its changes go there and its
-    /// late records to the DLQ (a replay writes nothing). Returns rows read, late and untimed.
+    /// Feeds one source snapshot (the data files it added) to the operator; with `output`, its
+    /// changes go there and its late records to the DLQ (a replay writes nothing). Returns rows
+    /// read, late and untimed.
     async fn process(
         &mut self,
         snapshot: i64,
+        files: HashSet<String>,
         output: Option<&mut Output>,
     ) -> Result<(u64, u64, u64)> {
         let Some((seq, committed_ms)) = self.source.snapshot_meta(snapshot) else {
@@ -308,7 +316,7 @@ impl Gold<'_> {
                 self.config.spec.source
             )));
         };
-        let batches = self.source.scan_appended(&[snapshot]).await?;
+        let batches = self.source.scan_files(files).await?;
         let keys = self.config.spec.group_by.len();
         let inputs = self.config.spec.aggregates.len();
         let mut records = Vec::new();
