@@ -53,6 +53,22 @@ impl Catalog {
         &self.sql
     }
 
+    /// Every table of the catalog, as `namespace.name`, sorted.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let err = |source| Error::Catalog {
+            uri: self.uri.clone(),
+            source: Box::new(source),
+        };
+        let mut names = Vec::new();
+        for namespace in self.sql.list_namespaces(None).await.map_err(err)? {
+            for table in self.sql.list_tables(&namespace).await.map_err(err)? {
+                names.push(table.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Points `table` at the metadata file `next` if and only if it still points at
     /// `expected`: the same compare-and-set iceberg-rust's SQL catalog commits with.
     pub(crate) async fn swap_metadata(

@@ -7,12 +7,18 @@
 
 mod catalog;
 mod error;
+mod increments;
+mod maintain;
 mod offsets;
 mod replace;
 mod table;
 
 pub use catalog::{connect, database_url, Catalog, LakehouseLocation, CATALOG_NAME};
 pub use error::{Error, Result};
+pub use increments::DataFiles;
+pub use maintain::{
+    CompactOptions, CompactReport, ExpireOptions, ExpireReport, OrphanReport, RetentionReport,
+};
 pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
 pub use replace::ReplaceOutcome;
 pub use table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};

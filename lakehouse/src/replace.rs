@@ -50,6 +50,23 @@ impl IcebergTable {
         &mut self,
         remove: &HashSet<String>,
         add: &StagedFiles,
+        check: impl FnMut(&Self) -> Result<std::result::Result<HashMap<String, String>, R>>,
+    ) -> Result<ReplaceOutcome<R>> {
+        let operation = match (remove.is_empty(), add.is_empty()) {
+            (true, _) => Operation::Append,
+            (false, true) => Operation::Delete,
+            (false, false) => Operation::Overwrite,
+        };
+        self.replace_as(operation, remove, add, check).await
+    }
+
+    /// [`Self::replace_if`] recorded as `operation`: `Replace` tells readers that follow the
+    /// table that the commit moved rows without changing them (compaction).
+    pub(crate) async fn replace_as<R>(
+        &mut self,
+        operation: Operation,
+        remove: &HashSet<String>,
+        add: &StagedFiles,
         mut check: impl FnMut(&Self) -> Result<std::result::Result<HashMap<String, String>, R>>,
     ) -> Result<ReplaceOutcome<R>> {
         let name = self.name();
@@ -60,7 +77,7 @@ impl IcebergTable {
                 Err(refusal) => return Ok(ReplaceOutcome::Refused(refusal)),
             };
             let staged = match self
-                .stage_replacement(remove, add.files(), properties)
+                .stage_replacement(operation.clone(), remove, add.files(), properties)
                 .await?
             {
                 Ok(staged) => staged,
@@ -93,6 +110,7 @@ impl IcebergTable {
     /// visible until the metadata location is swapped (files of a lost race stay as orphans).
     async fn stage_replacement(
         &self,
+        operation: Operation,
         remove: &HashSet<String>,
         add: &[DataFile],
         properties: HashMap<String, String>,
@@ -234,11 +252,6 @@ impl IcebergTable {
             .map_err(err("manifest list"))?;
         list.close().await.map_err(err("manifest list"))?;
 
-        let operation = match (remove.is_empty(), add.is_empty()) {
-            (true, _) => Operation::Append,
-            (false, true) => Operation::Delete,
-            (false, false) => Operation::Overwrite,
-        };
         let mut additional = properties;
         additional.extend(summary.build());
         let parent_summary = metadata.current_snapshot().map(|s| s.summary());

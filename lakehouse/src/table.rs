@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use arrow::array::{new_null_array, RecordBatch};
 use arrow::datatypes::{Field, Schema as ArrowSchema, SchemaRef};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use iceberg::arrow::{
     arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type, schema_to_arrow_schema,
     RecordBatchPartitionSplitter,
 };
 use iceberg::expr::{Predicate, Reference};
+use iceberg::spec::TableProperties;
 use iceberg::spec::{
-    DataFile, DataFileFormat, Datum, ManifestEntryRef, Operation, SnapshotRef, Transform,
-    UnboundPartitionSpec,
+    DataFile, DataFileFormat, Datum, ManifestEntryRef, Transform, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -31,13 +31,14 @@ use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{Catalog, PinnedCatalog};
 use crate::error::{table_err, Error, Result};
+use crate::increments::DataFiles;
 use crate::offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
 
 /// How many times a commit is rebuilt after losing a race to another writer whose commit left
 /// this batch's partitions untouched.
 const MAX_COMMIT_CONFLICTS: u32 = 50;
 
-/// How data files are written: Parquet, rolled over at the default size.
+/// How data files are written: Parquet, rolled over at a target size.
 type Rolling = RollingFileWriterBuilder<
     ParquetWriterBuilder,
     DefaultLocationGenerator,
@@ -333,66 +334,65 @@ impl IcebergTable {
     /// Writes `batch` as Parquet data files, split by the table's partition spec. The files
     /// are invisible to readers until a commit adds them.
     pub async fn write(&self, batch: &RecordBatch) -> Result<StagedFiles> {
-        let name = self.name();
         if batch.num_rows() == 0 {
             return Ok(StagedFiles::default());
         }
-        let batch = self.conform(batch)?;
+        self.write_all(futures::stream::iter([Ok(batch.clone())]), None)
+            .await
+    }
+
+    /// Writes every batch of `batches` through one writer, so that files roll over at
+    /// `target_file_size` bytes (default: the table format's) rather than per batch.
+    pub(crate) async fn write_all(
+        &self,
+        mut batches: impl futures::Stream<Item = Result<RecordBatch>> + Unpin,
+        target_file_size: Option<usize>,
+    ) -> Result<StagedFiles> {
+        let name = self.name();
+        let err = |op| table_err(&name, op);
         let metadata = self.table.metadata();
         let schema = metadata.current_schema().clone();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        let location =
-            DefaultLocationGenerator::new(metadata).map_err(table_err(&name, "location"))?;
+        let location = DefaultLocationGenerator::new(metadata).map_err(err("location"))?;
         let file_names = DefaultFileNameGenerator::new(
             uuid::Uuid::new_v4().to_string(),
             None,
             DataFileFormat::Parquet,
         );
-        let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        let rolling: Rolling = RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(props, schema.clone()),
+            target_file_size
+                .unwrap_or(TableProperties::PROPERTY_WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT),
             self.table.file_io().clone(),
             location,
             file_names,
         );
-        let files = if metadata.default_partition_spec().is_unpartitioned() {
+        let spec = metadata.default_partition_spec();
+        let files = if spec.is_unpartitioned() {
             let mut writer = UnpartitionedWriter::new(DataFileWriterBuilder::new(rolling));
-            writer
-                .write(batch)
-                .await
-                .map_err(table_err(&name, "write"))?;
-            writer.close().await.map_err(table_err(&name, "write"))?
+            while let Some(batch) = batches.try_next().await? {
+                writer
+                    .write(self.conform(&batch)?)
+                    .await
+                    .map_err(err("write"))?;
+            }
+            writer.close().await.map_err(err("write"))?
         } else {
-            self.write_partitioned(batch, rolling).await?
+            let mut writer = FanoutWriter::new(DataFileWriterBuilder::new(rolling));
+            let splitter =
+                RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec.clone())
+                    .map_err(err("partition"))?;
+            while let Some(batch) = batches.try_next().await? {
+                let batch = self.conform(&batch)?;
+                for (key, part) in splitter.split(&batch).map_err(err("partition"))? {
+                    writer.write(key, part).await.map_err(err("write"))?;
+                }
+            }
+            writer.close().await.map_err(err("write"))?
         };
         Ok(StagedFiles { files })
-    }
-
-    async fn write_partitioned(
-        &self,
-        batch: RecordBatch,
-        rolling: Rolling,
-    ) -> Result<Vec<DataFile>> {
-        let name = self.name();
-        let metadata = self.table.metadata();
-        let schema = metadata.current_schema().clone();
-        let mut writer = FanoutWriter::new(DataFileWriterBuilder::new(rolling));
-        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
-            schema,
-            metadata.default_partition_spec().clone(),
-        )
-        .map_err(table_err(&name, "partition"))?;
-        for (key, part) in splitter
-            .split(&batch)
-            .map_err(table_err(&name, "partition"))?
-        {
-            writer
-                .write(key, part)
-                .await
-                .map_err(table_err(&name, "write"))?;
-        }
-        writer.close().await.map_err(table_err(&name, "write"))
     }
 
     /// Appends `staged` and moves the stored offsets as `fence` says, in one snapshot, if and
@@ -464,90 +464,20 @@ impl IcebergTable {
         }
     }
 
-    /// The table's append snapshots after `after` (all, for `None`), oldest first, following
-    /// the current snapshot's ancestry. Other operations (compaction, deletes) add no new rows
-    /// and are left out. Fails when `after` is not an ancestor (expired, or another table's).
-    pub fn appends_after(&self, after: Option<i64>) -> Result<Vec<i64>> {
-        let mut found = Vec::new();
-        for snapshot in self.ancestry() {
-            if Some(snapshot.snapshot_id()) == after {
-                found.reverse();
-                return Ok(found);
-            }
-            if snapshot.summary().operation == Operation::Append {
-                found.push(snapshot.snapshot_id());
-            }
-        }
-        match after {
-            None => {
-                found.reverse();
-                Ok(found)
-            }
-            Some(after) => Err(Error::Config(format!(
-                "table {}: snapshot {after} is not in its history any more (expired?)",
-                self.name()
-            ))),
-        }
-    }
-
-    /// The current snapshot and its ancestors, newest first.
-    fn ancestry(&self) -> impl Iterator<Item = &SnapshotRef> {
-        let metadata = self.table.metadata();
-        std::iter::successors(metadata.current_snapshot(), move |snapshot| {
-            snapshot
-                .parent_snapshot_id()
-                .and_then(|id| metadata.snapshot_by_id(id))
-        })
-    }
-
-    /// Reads every column of the rows that the given append snapshots added, in the table's
-    /// current schema (columns added since read as null).
-    pub async fn scan_appended(&self, snapshots: &[i64]) -> Result<Vec<RecordBatch>> {
-        let files = self.files_added_by(snapshots).await?;
-        self.scan_files(files.into_values().flatten().collect())
-            .await
-    }
-
-    /// Per append snapshot, the data files it added that the current snapshot still holds
-    /// (one read of the manifests for all of them).
-    pub async fn files_added_by(&self, snapshots: &[i64]) -> Result<HashMap<i64, HashSet<String>>> {
-        let mut files: HashMap<i64, HashSet<String>> =
-            snapshots.iter().map(|s| (*s, HashSet::new())).collect();
-        for entry in self.live_entries().await? {
-            if let Some(added) = entry.snapshot_id().and_then(|id| files.get_mut(&id)) {
-                added.insert(entry.data_file().file_path().to_string());
-            }
-        }
-        Ok(files)
-    }
-
     /// Reads every column of the rows in the given data files of the current snapshot, in the
     /// table's current schema.
     pub async fn scan_files(&self, files: HashSet<String>) -> Result<Vec<RecordBatch>> {
-        let name = self.name();
         if files.is_empty() {
             return Ok(Vec::new());
         }
-        let scan = self
-            .table
-            .scan()
-            .select_all()
-            .build()
-            .map_err(table_err(&name, "scan"))?;
-        let tasks = scan
-            .plan_files()
-            .await
-            .map_err(table_err(&name, "scan"))?
-            .try_filter(move |task| futures::future::ready(files.contains(&task.data_file_path)))
-            .boxed();
-        let stream = self
-            .table
-            .reader_builder()
-            .build()
-            .read(tasks)
-            .map_err(table_err(&name, "scan"))?
-            .stream();
-        stream.try_collect().await.map_err(table_err(&name, "scan"))
+        let chosen = self
+            .live_entries()
+            .await?
+            .iter()
+            .filter(|entry| files.contains(entry.data_file().file_path()))
+            .map(|entry| entry.data_file().clone())
+            .collect();
+        self.scan_data_files(&DataFiles::from_files(chosen)).await
     }
 
     /// The data files of the current snapshot.
@@ -585,7 +515,7 @@ impl IcebergTable {
             .collect())
     }
 
-    fn field_id(&self, column: &str) -> Result<i32> {
+    pub(crate) fn field_id(&self, column: &str) -> Result<i32> {
         match self.table.metadata().current_schema().field_by_name(column) {
             Some(field) => Ok(field.id),
             None => Err(Error::Config(format!(
@@ -691,7 +621,7 @@ impl IcebergTable {
 
     /// The live data-file entries of the current snapshot. Every manifest is read: one
     /// rewritten by maintenance keeps its entries' snapshot ids but not its own.
-    async fn live_entries(&self) -> Result<Vec<ManifestEntryRef>> {
+    pub(crate) async fn live_entries(&self) -> Result<Vec<ManifestEntryRef>> {
         let name = self.name();
         let Some(snapshot) = self.table.metadata().current_snapshot() else {
             return Ok(Vec::new());
@@ -727,7 +657,7 @@ impl IcebergTable {
 }
 
 /// A timestamp column statistic as microseconds.
-fn micros(bound: Option<&Datum>) -> Option<i64> {
+pub(crate) fn micros(bound: Option<&Datum>) -> Option<i64> {
     match bound?.literal() {
         iceberg::spec::PrimitiveLiteral::Long(v) => Some(*v),
         _ => None,

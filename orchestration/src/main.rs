@@ -2,6 +2,7 @@
 
 mod demo;
 mod generator;
+mod maintain_cmd;
 mod registry;
 mod schema_cmd;
 
@@ -68,6 +69,11 @@ enum Command {
         /// The timestamp column the range is on (default: the table's partition_by_day).
         #[arg(long)]
         column: Option<String>,
+    },
+    /// Table maintenance: compaction, snapshot expiry, orphan-file removal, retention.
+    Maintain {
+        #[command(subcommand)]
+        command: maintain_cmd::MaintainCommand,
     },
     /// Produce a generated stream (web events as JSON or sensor readings as Avro) to a topic.
     Generate {
@@ -201,6 +207,7 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             to,
             column,
         } => backfill(&spec, &table, from.as_deref(), to.as_deref(), column).await?,
+        Command::Maintain { command } => maintain_cmd::run(&command).await?,
         Command::Generate {
             brokers,
             topic,

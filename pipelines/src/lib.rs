@@ -5,6 +5,7 @@ mod dlq;
 mod error;
 mod follow;
 pub mod gold;
+pub mod maintain;
 pub mod silver;
 pub mod source;
 pub mod spec;

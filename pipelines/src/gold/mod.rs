@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::compute::{filter_record_batch, take};
-use lakehouse::{Catalog, IcebergTable, ReplaceOutcome, TableDefinition};
+use lakehouse::{Catalog, DataFiles, IcebergTable, ReplaceOutcome, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -46,6 +46,12 @@ struct Checkpoint {
     clock: Clock,
     /// The watermark after the cursor, microseconds.
     watermark: Option<i64>,
+}
+
+/// The first source snapshot a restart from this checkpoint (the `STATE_PROPERTY` value)
+/// replays, if any.
+pub(crate) fn replay_from(state: &str) -> Option<i64> {
+    serde_json::from_str::<Checkpoint>(state).ok()?.replay_from
 }
 
 /// What a gold run did.
@@ -307,7 +313,7 @@ impl Gold<'_> {
     async fn process(
         &mut self,
         snapshot: i64,
-        files: HashSet<String>,
+        files: DataFiles,
         output: Option<&mut Output>,
     ) -> Result<(u64, u64, u64)> {
         let Some((seq, committed_ms)) = self.source.snapshot_meta(snapshot) else {
@@ -316,7 +322,7 @@ impl Gold<'_> {
                 self.config.spec.source
             )));
         };
-        let batches = self.source.scan_files(files).await?;
+        let batches = self.source.scan_data_files(&files).await?;
         let keys = self.config.spec.group_by.len();
         let inputs = self.config.spec.aggregates.len();
         let mut records = Vec::new();

@@ -1,0 +1,208 @@
+//! Table maintenance against live pipelines: compaction while bronze and silver append,
+//! then snapshot expiry and orphan removal, checked by DuckDB and pyiceberg.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use e2e::{
+    assert_exactly_once, create_topic, end_offsets, medallion_output, produce, run_once, spawn_run,
+    terminate, unique, web_event, web_event_schema, Workspace,
+};
+use serde_json::json;
+
+const PARTITIONS: i32 = 2;
+/// Events 20 s apart: 9,000 of them span three day partitions.
+const SPACING_MS: i64 = 20_000;
+const START_MS: i64 = 1_767_225_600_000;
+
+fn spec(ws: &Workspace, topic: &str) -> Result<std::path::PathBuf> {
+    let text = format!(
+        r#"{head}
+[[bronze]]
+table = "bronze.web_events"
+topics = ["{topic}"]
+group_id = "{group}"
+format = "json"
+schema = "{schema}"
+event_time = "event_time"
+commit = {{ interval = "300ms", max_rows = 400 }}
+
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+partition_by_day = "event_time"
+columns = [{{ name = "event_id", expr = "event_id" }}, {{ name = "event_time", expr = "event_time" }}]
+"#,
+        head = ws.spec_head(r#"connect_timeout = "60s""#),
+        group = unique("maintain"),
+        schema = web_event_schema().display(),
+    );
+    ws.write("pipeline.toml", &text)
+}
+
+fn events(from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
+    (from..to)
+        .map(|i| {
+            let user = format!("u{}", i % 31);
+            let event = web_event(&format!("e{i}"), &user, START_MS + i as i64 * SPACING_MS);
+            (user, event)
+        })
+        .collect()
+}
+
+fn maintain(ws: &Workspace, spec: &Path, args: &[&str]) -> Result<String> {
+    let spec = spec.display().to_string();
+    let mut all = vec!["maintain", args[0], "--spec", &spec];
+    all.extend(&args[1..]);
+    let out = medallion_output(&all, ws.path())?;
+    if !out.status.success() {
+        bail!(
+            "medallion {all:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Rows, distinct ids and an order-free digest of the ids, as DuckDB reads the table.
+fn content(ws: &Workspace, table: &str) -> Result<Vec<Vec<serde_json::Value>>> {
+    ws.duckdb(
+        table,
+        "SELECT count(*), count(DISTINCT event_id), CAST(sum(hash(event_id)) AS VARCHAR) FROM t",
+    )
+}
+
+fn data_files(ws: &Workspace, table: &str) -> Result<u64> {
+    let files = ws.snapshot_property(table, "total-data-files")?;
+    Ok(files.and_then(|f| f.parse().ok()).unwrap_or(0))
+}
+
+fn wait_for_rows(ws: &Workspace, table: &str, rows: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = ws.duckdb(table, "SELECT count(*) FROM t")?;
+        if got == [[json!(rows)]] {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{table} has {got:?} rows, not {rows}, after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn compaction_while_pipelines_append_then_expiry_and_orphans() -> Result<()> {
+    let ws = Workspace::new()?;
+    let topic = unique("maintain");
+    create_topic(&topic, PARTITIONS)?;
+    let spec = spec(&ws, &topic)?;
+    let tables = ["bronze.web_events", "silver.views"];
+
+    // Compactions run while bronze and silver commit small batches.
+    let mut run = spawn_run(&spec, &ws.path().join("run.log"), &[])?;
+    let mut compacted = 0;
+    for wave in 0..6 {
+        produce(&topic, &events(wave * 1_500, (wave + 1) * 1_500))?;
+        std::thread::sleep(Duration::from_millis(1_500));
+        let out = maintain(
+            &ws,
+            &spec,
+            &["compact", "--min-files", "2", tables[0], tables[1]],
+        )?;
+        compacted += out
+            .lines()
+            .filter_map(|l| {
+                l.split("compacted ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>();
+    }
+    ws.wait_for_offsets(
+        tables[0],
+        &topic,
+        &end_offsets(&topic, PARTITIONS)?,
+        Duration::from_secs(120),
+    )?;
+    wait_for_rows(&ws, tables[1], 9_000)?;
+    terminate(&mut run)?;
+    assert!(
+        compacted > 0,
+        "some compaction ran while the pipeline appended"
+    );
+
+    // Then a last compaction: the same rows, one file per day partition.
+    let before: Vec<_> = tables
+        .iter()
+        .map(|t| content(&ws, t))
+        .collect::<Result<_>>()?;
+    let expected = ws.duckdb(
+        tables[0],
+        "SELECT count(*), count(DISTINCT event_id), CAST(sum(hash(event_id)) AS VARCHAR) FROM (SELECT 'e' || CAST(i AS VARCHAR) AS event_id FROM range(9000) r(i))",
+    )?;
+    for (table, rows) in tables.iter().zip(&before) {
+        assert_eq!(rows, &expected, "{table}: every event once");
+    }
+    maintain(
+        &ws,
+        &spec,
+        &["compact", "--min-files", "2", tables[0], tables[1]],
+    )?;
+    let days = ws.duckdb(
+        tables[0],
+        "SELECT count(DISTINCT CAST(event_time AS DATE)) FROM t",
+    )?;
+    assert_eq!(days, [[json!(3)]]);
+    for (table, rows) in tables.iter().zip(&before) {
+        assert_eq!(
+            &content(&ws, table)?,
+            rows,
+            "{table}: same rows after compaction"
+        );
+        assert_eq!(data_files(&ws, table)?, 3, "{table}: one file per day");
+    }
+    assert_exactly_once(&ws, tables[0], &end_offsets(&topic, PARTITIONS)?)?;
+
+    // Expiry keeps silver's cursor on bronze (and everything after it); orphan removal
+    // deletes only what no snapshot references. Every snapshot left reads in full.
+    for table in tables {
+        maintain(
+            &ws,
+            &spec,
+            &["expire", "--keep-last", "3", "--max-age", "0s", table],
+        )?;
+        maintain(&ws, &spec, &["orphans", "--older-than", "0s", table])?;
+        let reads = ws.snapshot_reads(table)?;
+        assert!(reads.len() >= 3, "{table}: {reads:?}");
+        for read in &reads {
+            assert_eq!(
+                read.total_records,
+                Some(read.pyiceberg),
+                "{table}: {read:?}"
+            );
+            assert_eq!(read.pyiceberg, read.duckdb, "{table}: {read:?}");
+        }
+        assert_eq!(
+            &content(&ws, table)?,
+            &expected,
+            "{table} after expiry and orphan removal"
+        );
+    }
+
+    // The pipeline goes on from where it was: 1,000 more events, each once in both layers.
+    produce(&topic, &events(9_000, 10_000))?;
+    run_once(&ws, &spec)?;
+    assert_exactly_once(&ws, tables[0], &end_offsets(&topic, PARTITIONS)?)?;
+    let rows = ws.duckdb(
+        tables[1],
+        "SELECT count(*), count(DISTINCT event_id) FROM t",
+    )?;
+    assert_eq!(rows, [[json!(10_000), json!(10_000)]]);
+    Ok(())
+}
