@@ -81,6 +81,17 @@ commit = {{ interval = "5s", max_rows = 50000 }}
         bronze.commits()
     );
     println!("ratio raw/bronze: {:.2}x", raw_rate / rate);
+    println!(
+        "bronze --once: exit 0, {} rows committed of {events} events",
+        finished_rows(&dir.join("bronze.log"))?
+    );
+    let again = run_stage(bin, &spec, &dir.join("bronze-again.log"), "bronze")?;
+    println!(
+        "second --once, nothing new: exit 0 in {:.1} s, {} commits, {} rows",
+        again.wall.as_secs_f64(),
+        again.commit_ms.len(),
+        finished_rows(&dir.join("bronze-again.log"))?
+    );
     if mode == "silver" || mode == "gold" {
         std::fs::write(&spec, std::fs::read_to_string(&spec)? + SILVER)?;
         let s = run_stage(bin, &spec, &dir.join("silver.log"), "silver")?;
@@ -176,7 +187,7 @@ poll = "100ms"
     let log = dir.join("fresh.log");
     let mut child = Command::new(bin)
         .args(["run", spec.to_str().unwrap_or_default()])
-        .env("MEDALLION_LOG", "warn,pipelines=info")
+        .env("MEDALLION_LOG", "warn,pipelines=info,medallion=info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()
@@ -322,7 +333,7 @@ fn run_stage(bin: &str, spec: &Path, log: &Path, stage: &str) -> Result<StageRun
             "--stage",
             stage,
         ])
-        .env("MEDALLION_LOG", "warn,pipelines=info")
+        .env("MEDALLION_LOG", "warn,pipelines=info,medallion=info")
         .env("MEDALLION_PII_SALT", "bench")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?)
@@ -351,6 +362,19 @@ fn run_stage(bin: &str, spec: &Path, log: &Path, stage: &str) -> Result<StageRun
         peak_rss_mib,
         commit_ms,
     })
+}
+
+/// The rows the bronze run wrote, from its `bronze run finished` line.
+fn finished_rows(log: &Path) -> Result<u64> {
+    let text = std::fs::read_to_string(log)?;
+    let line = text
+        .lines()
+        .find(|l| l.contains("bronze run finished"))
+        .with_context(|| format!("no `bronze run finished` line in {}", log.display()))?;
+    line.split(" rows=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no rows= in {line:?}"))
 }
 
 /// Waits for the child and returns whether it succeeded and its own peak RSS (MiB).
