@@ -34,6 +34,13 @@ impl DataFiles {
         self.files.iter().map(DataFile::record_count).sum()
     }
 
+    pub fn into_paths(self) -> Vec<String> {
+        self.files
+            .into_iter()
+            .map(|f| f.file_path().to_string())
+            .collect()
+    }
+
     pub(crate) fn from_files(files: Vec<DataFile>) -> Self {
         Self { files }
     }
@@ -73,6 +80,22 @@ impl IcebergTable {
                 self.name()
             ))),
         }
+    }
+
+    /// Whether a commit after `after` rewrote rows (anything but an append: a compaction,
+    /// delete or overwrite). Fails when `after` is not an ancestor.
+    pub fn rewritten_after(&self, after: i64) -> Result<bool> {
+        let mut rewritten = false;
+        for snapshot in self.ancestry() {
+            if snapshot.snapshot_id() == after {
+                return Ok(rewritten);
+            }
+            rewritten |= snapshot.summary().operation != Operation::Append;
+        }
+        Err(Error::Config(format!(
+            "table {}: snapshot {after} is not in its history any more (expired?)",
+            self.name()
+        )))
     }
 
     /// The current snapshot and its ancestors, newest first.

@@ -51,10 +51,11 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = pipelines::spec::parse_duration, env = "MEDALLION_SHUTDOWN_TIMEOUT")]
         shutdown_timeout: std::time::Duration,
     },
-    /// Rebuild a time range of a silver table from its source with the spec's current
-    /// definition, swapped in atomically (one replace-files commit).
+    /// Rebuild a time range of a silver table (rows) or a gold table (final windows, by
+    /// start) from its source with the spec's current definition, swapped in atomically (one
+    /// replace-files commit).
     Backfill {
-        /// The table, e.g. silver.purchases.
+        /// The table, e.g. silver.purchases or gold.revenue_per_minute.
         table: String,
         /// The pipeline spec that defines the table.
         #[arg(long, env = "MEDALLION_SPEC")]
@@ -63,10 +64,12 @@ enum Command {
         /// (2026-11-03). Default: unbounded.
         #[arg(long)]
         from: Option<String>,
-        /// End of the range, exclusive, in the same forms. Default: unbounded.
+        /// End of the range, exclusive, in the same forms. Default: unbounded (gold: up to
+        /// the last final window).
         #[arg(long)]
         to: Option<String>,
-        /// The timestamp column the range is on (default: the table's partition_by_day).
+        /// Silver: the timestamp column the range is on (default: the table's
+        /// partition_by_day). Gold ranges are on window_start.
         #[arg(long)]
         column: Option<String>,
     },
@@ -388,20 +391,50 @@ async fn backfill(
     column: Option<String>,
 ) -> Result<()> {
     let loaded = load(path).await?;
+    let from = from.map(|t| parse_time("--from", t)).transpose()?;
+    let to = to.map(|t| parse_time("--to", t)).transpose()?;
+    if let Some(config) = loaded.gold.iter().find(|c| c.spec.table == table) {
+        if column.is_some() {
+            anyhow::bail!("{table} is a gold table: its range is on window_start, drop --column");
+        }
+        let r = pipelines::gold::backfill(loaded.catalog.clone(), config, from, to).await?;
+        let at = |micros: i64| {
+            chrono::DateTime::from_timestamp_micros(micros).map_or(micros.to_string(), |t| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+        };
+        println!(
+            "{}: windows starting in [{}, {}) rebuilt from {} source rows up to snapshot {}: {} rows replaced by {}, {} alerts raised, {} files removed, {} added{}",
+            r.table,
+            r.from.map_or("the first window".to_string(), at),
+            at(r.to),
+            r.rows_read,
+            r.source_snapshot,
+            r.rows_replaced,
+            r.rows_written,
+            r.alerts,
+            r.files_removed,
+            r.files_added,
+            match r.restarts {
+                0 => String::new(),
+                n => format!(" (started over {n} times: a live run committed meanwhile)"),
+            }
+        );
+        return Ok(());
+    }
     let Some(config) = loaded.silver.iter().find(|c| c.spec.table == table) else {
         let known: Vec<&str> = loaded
             .silver
             .iter()
             .map(|c| c.spec.table.as_str())
+            .chain(loaded.gold.iter().map(|c| c.spec.table.as_str()))
             .collect();
         anyhow::bail!(
-            "{}: no [[silver]] table {table} (silver tables: {})",
+            "{}: no [[silver]] or [[gold]] table {table} (tables: {})",
             path.display(),
             known.join(", ")
         );
     };
-    let from = from.map(|t| parse_time("--from", t)).transpose()?;
-    let to = to.map(|t| parse_time("--to", t)).transpose()?;
     let column = match column.or_else(|| config.spec.partition_by_day.clone()) {
         Some(c) => c,
         None if from.is_none() && to.is_none() => String::new(),

@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 mod alerts;
+mod backfill;
 mod config;
 mod rows;
 pub mod window;
@@ -29,6 +30,7 @@ use crate::follow::{open_source, wait};
 use aggregate::Value;
 use alerts::Alerts;
 pub use alerts::ALERTS_TABLE;
+pub use backfill::{backfill, GoldBackfillReport};
 pub use config::GoldConfig;
 use window::{Change, Clock, Emit, WindowKind, WindowOperator, WindowRow};
 

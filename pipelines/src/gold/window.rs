@@ -225,6 +225,23 @@ impl WindowOperator {
         step
     }
 
+    /// Closes and emits every window still open, as if the watermark had passed them all:
+    /// the end of a batch over complete data (a backfill).
+    pub fn finish(&mut self) -> Step {
+        let mut step = Step::default();
+        let before = self.clock.watermark;
+        // Far enough to close any window, with room for the lateness added to its end.
+        let after = Some(i64::MAX / 4);
+        match self.settings.kind {
+            WindowKind::Tumbling { size } => self.fire_panes(size, size, before, after, &mut step),
+            WindowKind::Sliding { size, slide } => {
+                self.fire_panes(size, slide, before, after, &mut step)
+            }
+            WindowKind::Session { gap } => self.fire_sessions(gap, before, after, &mut step),
+        }
+        step
+    }
+
     fn new_partial(&self, seq: i64) -> Partial {
         Partial {
             accs: self
@@ -556,6 +573,69 @@ mod tests {
             })
             .collect();
         (rows, late)
+    }
+
+    /// All records in one snapshot, then `finish`: the windows of a batch over complete data.
+    fn batch(s: WindowSettings, records: Vec<Record>) -> Vec<Row> {
+        let mut op = WindowOperator::new(s, Clock::default());
+        let first = op.snapshot(0, 0, &records);
+        assert!(first.late.is_empty(), "nothing is late in a batch");
+        let mut rows: Vec<Row> = first
+            .changes
+            .into_iter()
+            .chain(op.finish().changes)
+            .map(|c| match c {
+                Change::Upsert(r) => {
+                    let Value::Text(k) = &r.key[0] else { panic!() };
+                    let int = |x: &Value| match x {
+                        Value::Int(i) => *i,
+                        _ => panic!("{x:?}"),
+                    };
+                    (
+                        r.start / S,
+                        r.end / S,
+                        k.clone(),
+                        int(&r.values[0]),
+                        int(&r.values[1]),
+                    )
+                }
+                Change::Retract { .. } => panic!("a batch writes each window once"),
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn finish_closes_every_window_of_a_batch_once() {
+        // Far out of order: in one snapshot nothing is late, and each window is written once.
+        let records = vec![
+            rec(130, "a", 1),
+            rec(5, "a", 2),
+            rec(61, "b", 3),
+            rec(2, "a", 4),
+        ];
+        let tumbling = settings(WindowKind::Tumbling { size: MIN }, Emit::Final);
+        assert_eq!(
+            batch(tumbling, records.clone()),
+            vec![
+                (0, 60, "a".into(), 2, 6),
+                (60, 120, "b".into(), 1, 3),
+                (120, 180, "a".into(), 1, 1),
+            ]
+        );
+        let mut update = settings(WindowKind::Tumbling { size: MIN }, Emit::Update);
+        update.allowed_lateness = MIN;
+        assert_eq!(batch(update, records.clone()).len(), 3);
+        let sessions = settings(WindowKind::Session { gap: 10 * S }, Emit::Final);
+        assert_eq!(
+            batch(sessions, records),
+            vec![
+                (2, 15, "a".into(), 2, 6),
+                (61, 71, "b".into(), 1, 3),
+                (130, 140, "a".into(), 1, 1),
+            ]
+        );
     }
 
     #[test]
