@@ -4,6 +4,7 @@ mod demo;
 mod generator;
 mod maintain_cmd;
 mod registry;
+mod schedule;
 mod schema_cmd;
 
 use anyhow::{Context, Result};
@@ -51,6 +52,9 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = pipelines::spec::parse_duration, env = "MEDALLION_SHUTDOWN_TIMEOUT")]
         shutdown_timeout: std::time::Duration,
     },
+    /// Run medallion commands (`run --once`, maintenance, reports) on cron schedules, each run
+    /// recorded in the `ops.runs` table.
+    Schedule(schedule::ScheduleArgs),
     /// Rebuild a time range of a silver table (rows) or a gold table (final windows, by
     /// start) from its source with the spec's current definition, swapped in atomically (one
     /// replace-files commit).
@@ -203,6 +207,7 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             stage,
             shutdown_timeout,
         } => run(&spec, once, stage, shutdown_timeout).await?,
+        Command::Schedule(args) => return schedule::run(args).await,
         Command::Backfill {
             table,
             spec,

@@ -492,11 +492,7 @@ impl PipelineSpec {
 
     /// Parses spec text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let spec: Self = toml::from_str(text).map_err(|e| {
-            let key = e.span().and_then(|s| key_at(text, s.start));
-            let at = key.map(|k| format!(" (key `{k}`)")).unwrap_or_default();
-            Error::Spec(format!("{origin}{at}: {}", e.message()))
-        })?;
+        let spec: Self = from_toml(text, origin)?;
         spec.check(origin)?;
         Ok(spec)
     }
@@ -715,6 +711,27 @@ impl BronzeSpec {
             .clone()
             .unwrap_or_else(|| format!("medallion.{}", self.table))
     }
+}
+
+/// Deserializes a TOML config file's text; an error names `origin` (the file) and the key.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let at = match e.span() {
+            Some(span) => {
+                // Several `[[table]]` entries share a key path: the line tells them apart.
+                let line = text
+                    .get(..span.start)
+                    .map_or(0, |t| t.matches('\n').count())
+                    + 1;
+                match key_at(text, span.start) {
+                    Some(key) => format!(" (line {line}, key `{key}`)"),
+                    None => format!(" (line {line})"),
+                }
+            }
+            None => String::new(),
+        };
+        Error::Spec(format!("{origin}{at}: {}", e.message()))
+    })
 }
 
 /// The dotted key whose value starts at byte `pos`, found by walking the TOML text backwards
