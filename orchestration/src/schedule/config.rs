@@ -233,7 +233,19 @@ args = ["run", "spec.toml", "--once", "--stage", "silver"]
     fn the_example_schedule_is_valid() {
         let text = include_str!("../../schedules/example.toml");
         let (_, jobs) = ScheduleFile::parse(text, "example.toml").unwrap();
-        assert_eq!(jobs.len(), 3);
+        let names: Vec<&str> = jobs.iter().map(|j| j.spec.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "web-bronze",
+                "web-silver",
+                "web-analytics-gold",
+                "compact",
+                "expire",
+                "orphans",
+                "retention"
+            ]
+        );
     }
 
     #[test]
