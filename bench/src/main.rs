@@ -82,8 +82,9 @@ commit = {{ interval = "5s", max_rows = 50000 }}
     );
     println!("ratio raw/bronze: {:.2}x", raw_rate / rate);
     println!(
-        "bronze --once: exit 0, {} rows committed of {events} events",
-        finished_rows(&dir.join("bronze.log"))?
+        "bronze --once: exit 0, {} rows committed of {events} events; dedupe state at the end {:.0} MiB (keys within the horizon, part of the peak RSS)",
+        finished_rows(&dir.join("bronze.log"))?,
+        last_field(&dir.join("bronze.log"), "dedupe_bytes=")? as f64 / 1048576.0
     );
     let again = run_stage(bin, &spec, &dir.join("bronze-again.log"), "bronze")?;
     println!(
@@ -375,6 +376,15 @@ fn finished_rows(log: &Path) -> Result<u64> {
         .nth(1)
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .with_context(|| format!("no rows= in {line:?}"))
+}
+
+/// The last value of a `key=` field in a log.
+fn last_field(log: &Path, key: &str) -> Result<u64> {
+    let text = std::fs::read_to_string(log)?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {key} in {}", log.display()))
 }
 
 /// Waits for the child and returns whether it succeeded and its own peak RSS (MiB).

@@ -140,14 +140,8 @@ impl IcebergTable {
                 )));
             };
             let root = self.is_history_root(snapshot);
-            let list = self
-                .table
-                .manifest_list_reader(snapshot)
-                .load()
-                .await
-                .map_err(table_err(&name, "manifest list"))?;
             let mut files = Vec::new();
-            for manifest_file in list.entries() {
+            for manifest_file in self.manifest_files(snapshot).await? {
                 if manifest_file.content != ManifestContentType::Data
                     || !(root || manifest_file.added_snapshot_id == id)
                 {

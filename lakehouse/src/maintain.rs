@@ -306,13 +306,7 @@ impl IcebergTable {
                 continue;
             };
             out.metadata.insert(snapshot.manifest_list().to_string());
-            let list = self
-                .table
-                .manifest_list_reader(snapshot)
-                .load()
-                .await
-                .map_err(table_err(&name, "manifest list"))?;
-            for manifest_file in list.entries() {
+            for manifest_file in self.manifest_files(snapshot).await? {
                 out.metadata.insert(manifest_file.manifest_path.clone());
                 if !manifests_read.insert(manifest_file.manifest_path.clone()) {
                     continue;

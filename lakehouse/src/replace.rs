@@ -151,15 +151,7 @@ impl IcebergTable {
         let mut found = HashSet::new();
 
         let previous = match metadata.current_snapshot() {
-            Some(snapshot) => self
-                .table
-                .manifest_list_reader(snapshot)
-                .load()
-                .await
-                .map_err(err("manifest list"))?
-                .consume_entries()
-                .into_iter()
-                .collect(),
+            Some(snapshot) => self.manifest_files(snapshot).await?,
             None => Vec::new(),
         };
         for manifest_file in previous {

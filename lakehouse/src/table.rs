@@ -12,7 +12,8 @@ use iceberg::arrow::{
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::TableProperties;
 use iceberg::spec::{
-    DataFile, DataFileFormat, Datum, ManifestEntryRef, Transform, UnboundPartitionSpec,
+    DataFile, DataFileFormat, Datum, ManifestEntryRef, ManifestFile, SnapshotRef, Transform,
+    UnboundPartitionSpec,
 };
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -626,14 +627,8 @@ impl IcebergTable {
         let Some(snapshot) = self.table.metadata().current_snapshot() else {
             return Ok(Vec::new());
         };
-        let list = self
-            .table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(table_err(&name, "manifest list"))?;
         let mut entries = Vec::new();
-        for manifest_file in list.entries() {
+        for manifest_file in self.manifest_files(snapshot).await? {
             let manifest = manifest_file
                 .load_manifest(self.table.file_io())
                 .await
@@ -641,6 +636,19 @@ impl IcebergTable {
             entries.extend(manifest.entries().iter().filter(|e| e.is_alive()).cloned());
         }
         Ok(entries)
+    }
+
+    /// The manifests a snapshot's manifest list names.
+    pub(crate) async fn manifest_files(&self, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>> {
+        Ok(self
+            .table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(table_err(&self.name(), "manifest list"))?
+            .consume_entries()
+            .into_iter()
+            .collect())
     }
 
     /// The largest value of a timestamp column, from the data files' column statistics.

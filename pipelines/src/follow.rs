@@ -44,3 +44,15 @@ pub(crate) async fn open_source(
         }
     }
 }
+
+/// The last source snapshot `table` has consumed: its cursor property `key`; `None` before
+/// its first commit. The error says what the property holds instead.
+pub(crate) fn cursor(table: &IcebergTable, key: &str) -> std::result::Result<Option<i64>, String> {
+    match table.snapshot_property(key) {
+        None => Ok(None),
+        Some(c) => c
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("snapshot property {key} is {c:?}, not a snapshot id")),
+    }
+}

@@ -65,16 +65,13 @@ pub async fn backfill(
     for attempt in 0..MAX_ATTEMPTS {
         table.refresh().await?;
         source.refresh().await?;
-        let Some(cursor) = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string) else {
+        let Some(consumed) = crate::follow::cursor(&table, CURSOR_PROPERTY).map_err(stage_err)?
+        else {
             return Err(stage_err(
                 "the table has consumed nothing yet: nothing to backfill".to_string(),
             ));
         };
-        let consumed: i64 = cursor.parse().map_err(|_| {
-            stage_err(format!(
-                "snapshot property {CURSOR_PROPERTY} is {cursor:?}, not a snapshot id"
-            ))
-        })?;
+        let cursor = consumed.to_string();
         let checkpoint: Checkpoint = table
             .snapshot_property(STATE_PROPERTY)
             .map(serde_json::from_str)

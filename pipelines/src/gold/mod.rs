@@ -239,14 +239,7 @@ impl Gold<'_> {
     }
 
     fn cursor(&self) -> Result<Option<i64>> {
-        match self.table.snapshot_property(CURSOR_PROPERTY) {
-            None => Ok(None),
-            Some(c) => c.parse().map(Some).map_err(|_| {
-                self.stage_err(format!(
-                    "snapshot property {CURSOR_PROPERTY} is {c:?}, not a snapshot id"
-                ))
-            }),
-        }
+        crate::follow::cursor(&self.table, CURSOR_PROPERTY).map_err(|m| self.stage_err(m))
     }
 
     /// Rebuilds the operator from the table's checkpoint by replaying the source from it.

@@ -141,16 +141,12 @@ pub async fn backfill(
         report.restarts = attempt;
         table.refresh().await?;
         source.refresh().await?;
-        let Some(cursor) = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string) else {
+        let Some(upto) = crate::follow::cursor(&table, CURSOR_PROPERTY).map_err(stage_err)? else {
             return Err(stage_err(
                 "the table has consumed nothing yet: nothing to backfill".to_string(),
             ));
         };
-        let upto: i64 = cursor.parse().map_err(|_| {
-            stage_err(format!(
-                "snapshot property {CURSOR_PROPERTY} is {cursor:?}, not a snapshot id"
-            ))
-        })?;
+        let cursor = upto.to_string();
         let appends = source.appends_after(None)?;
         let Some(end) = appends.iter().position(|s| *s == upto) else {
             return Err(stage_err(format!(
