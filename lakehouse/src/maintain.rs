@@ -56,8 +56,9 @@ pub struct ExpireOptions {
     pub keep_last: usize,
     /// Snapshots younger than this stay.
     pub max_age: Duration,
-    /// Snapshots that readers following the table still start from: they and every later one
-    /// stay.
+    /// Snapshots that readers following the table still start from or replay: they, their
+    /// parents (so that each still reads as its own rows, not as the root of the history) and
+    /// every later snapshot stay.
     pub protect: Vec<i64>,
 }
 
@@ -171,7 +172,7 @@ impl IcebergTable {
 
     /// Removes old snapshots from the table's metadata and deletes the files that only they
     /// referenced. A snapshot stays when it is among the `keep_last` newest of the history,
-    /// younger than `max_age`, protected (or later than a protected one), or the newest holder
+    /// younger than `max_age`, protected (or the parent of or later than a protected one), or the newest holder
     /// of one of `state_keys` (or later than it).
     pub async fn expire_snapshots(
         &mut self,
@@ -257,8 +258,11 @@ impl IcebergTable {
         // readers walk stays unbroken.
         let mut last_kept = options.keep_last.max(1) - 1;
         for (i, snapshot) in ancestry.iter().enumerate() {
-            if young(snapshot.timestamp_ms()) || options.protect.contains(&snapshot.snapshot_id()) {
+            if young(snapshot.timestamp_ms()) {
                 last_kept = last_kept.max(i);
+            }
+            if options.protect.contains(&snapshot.snapshot_id()) {
+                last_kept = last_kept.max((i + 1).min(ancestry.len() - 1));
             }
         }
         for key in state_keys {
@@ -643,18 +647,23 @@ mod tests {
             "nothing small left"
         );
 
-        // Expiry: a follower still starts from the 6th append, so it and every later
-        // snapshot stay.
+        // Expiry: a follower still starts from the 6th append, so it, its parent and every
+        // later snapshot stay.
         let expire = ExpireOptions {
             keep_last: 1,
             max_age: Duration::ZERO,
             protect: vec![appends[5]],
         };
         let report = table.expire_snapshots(&expire, &[STATE]).await.unwrap();
-        assert_eq!((report.expired, report.kept), (5, 9));
+        assert_eq!((report.expired, report.kept), (4, 10));
         assert_eq!(
             report.data_files_deleted, 0,
-            "the files of appends 1-5 are read by the 6th snapshot"
+            "the files of appends 1-4 are read by the 5th snapshot"
+        );
+        assert_eq!(
+            sorted_ids(&table.scan_appended(&[appends[5]]).await.unwrap()),
+            (50..60).collect::<Vec<_>>(),
+            "a protected snapshot still reads as its own rows (a gold replay starts there)"
         );
         assert_eq!(
             read_increments(&table, Some(appends[5])).await,
@@ -671,7 +680,7 @@ mod tests {
             ..expire
         };
         let report = table.expire_snapshots(&expire, &[STATE]).await.unwrap();
-        assert_eq!((report.expired, report.kept), (8, 1));
+        assert_eq!((report.expired, report.kept), (9, 1));
         assert_eq!(report.data_files_deleted, 12);
         assert_eq!(read_all(&table).await, all);
         assert_eq!(read_increments(&table, None).await, all);
