@@ -53,6 +53,23 @@ impl Catalog {
         &self.sql
     }
 
+    /// Every namespace of the catalog, sorted.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .sql
+            .list_namespaces(None)
+            .await
+            .map_err(|source| Error::Catalog {
+                uri: self.uri.clone(),
+                source: Box::new(source),
+            })?
+            .iter()
+            .map(|ns| ns.join("."))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Every table of the catalog, as `namespace.name`, sorted.
     pub async fn table_names(&self) -> Result<Vec<String>> {
         let err = |source| Error::Catalog {

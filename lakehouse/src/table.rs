@@ -291,6 +291,12 @@ impl IcebergTable {
         Ok(RecordBatch::try_new(self.arrow_schema.clone(), columns)?)
     }
 
+    /// The table's metadata as the Iceberg spec writes it (what a REST catalog serves).
+    pub fn metadata_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self.table.metadata())
+            .map_err(|e| Error::Config(format!("table {}: metadata as JSON: {e}", self.name())))
+    }
+
     /// The metadata file of the current table state (what `iceberg_scan` reads).
     pub fn metadata_location(&self) -> Option<&str> {
         self.table.metadata_location()

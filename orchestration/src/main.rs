@@ -3,7 +3,9 @@
 mod demo;
 mod generator;
 mod maintain_cmd;
+mod query_cmd;
 mod registry;
+mod rest_catalog;
 mod schedule;
 mod schema_cmd;
 
@@ -77,6 +79,25 @@ enum Command {
         #[arg(long)]
         column: Option<String>,
     },
+    /// Every table of the catalog: snapshots, rows, data files, last commit, pipeline state
+    /// (Kafka offsets, cursors).
+    Tables {
+        /// The SQL catalog: `sqlite://PATH` or `postgres://…`.
+        #[arg(long, env = "MEDALLION_CATALOG")]
+        catalog: String,
+        #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
+        format: query_cmd::Format,
+    },
+    /// SQL (polars) over the tables' current snapshots, tables named as in the catalog:
+    /// `medallion query "SELECT count(*) FROM bronze.web_events"`.
+    Query {
+        sql: String,
+        /// The SQL catalog: `sqlite://PATH` or `postgres://…`.
+        #[arg(long, env = "MEDALLION_CATALOG")]
+        catalog: String,
+        #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
+        format: query_cmd::Format,
+    },
     /// Table maintenance: compaction, snapshot expiry, orphan-file removal, retention.
     Maintain {
         #[command(subcommand)]
@@ -102,10 +123,29 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// A read-only Iceberg REST catalog over the SQL catalog (for DuckDB's ATTACH, Trino,
+    /// Spark, pyiceberg).
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// A Confluent-compatible schema registry (AVRO), kept in SQLite or PostgreSQL.
     Registry {
         #[command(subcommand)]
         command: RegistryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Serve the catalog's tables over the Iceberg REST API until SIGTERM or SIGINT.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:8181", env = "MEDALLION_CATALOG_ADDR")]
+        addr: String,
+        /// The SQL catalog the pipelines write: `sqlite://PATH` or `postgres://…`.
+        #[arg(long, env = "MEDALLION_CATALOG")]
+        catalog: String,
     },
 }
 
@@ -216,6 +256,17 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             column,
         } => backfill(&spec, &table, from.as_deref(), to.as_deref(), column).await?,
         Command::Maintain { command } => maintain_cmd::run(&command).await?,
+        Command::Tables { catalog, format } => {
+            query_cmd::tables(&connect_existing(&catalog).await?, format).await?
+        }
+        Command::Query {
+            sql,
+            catalog,
+            format,
+        } => {
+            let catalog = connect_existing(&catalog).await?;
+            query_cmd::print(&pipelines::query::query(&catalog, &sql).await?, format)?
+        }
         Command::Generate {
             brokers,
             topic,
@@ -248,6 +299,12 @@ async fn dispatch(cli: Cli) -> Result<bool> {
                     Ok(true)
                 }
             };
+        }
+        Command::Catalog {
+            command: CatalogCommand::Serve { addr, catalog },
+        } => {
+            let catalog = connect_existing(&catalog).await?;
+            rest_catalog::serve(&addr, catalog).await?
         }
         Command::Registry {
             command: RegistryCommand::Serve { addr, store },
@@ -473,6 +530,25 @@ async fn backfill(
 }
 
 /// A point in time given as RFC 3339 or as a UTC date, in microseconds since the epoch.
+/// Connects to a catalog that must exist already (a SQLite file is not created).
+async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog>> {
+    if let Some(path) = uri.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        anyhow::ensure!(
+            Path::new(path).is_file(),
+            "--catalog {uri}: no SQLite catalog at {path}"
+        );
+    }
+    // Reading needs no warehouse: tables carry their own locations.
+    let location = lakehouse::LakehouseLocation {
+        catalog_uri: uri.to_string(),
+        warehouse: std::env::temp_dir().display().to_string(),
+    };
+    lakehouse::connect(&location)
+        .await
+        .with_context(|| format!("--catalog {uri}"))
+}
+
 fn parse_time(flag: &str, text: &str) -> Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_micros());

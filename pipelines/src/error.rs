@@ -15,6 +15,9 @@ pub enum Error {
     /// A stage of one table cannot go on.
     #[error("{table}: {message}")]
     Stage { table: String, message: String },
+    /// A `medallion query` could not be run.
+    #[error("query: {0}")]
+    Query(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

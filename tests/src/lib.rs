@@ -816,6 +816,63 @@ pub fn postgres_database(prefix: &str) -> Result<String> {
     Ok(format!("{server}/{name}"))
 }
 
+/// Starts a `medallion … serve` command, logging to `log`, and waits for its first stdout
+/// line, `… listening on URL`; the child and the URL.
+fn serve(args: &[&str], log: &Path) -> Result<(Child, String)> {
+    use std::io::BufRead;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = medallion()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let Some((_, url)) = line.trim().split_once(" listening on ") else {
+        sigkill(&mut child);
+        bail!(
+            "medallion {args:?} did not start (first line {line:?}); see {}",
+            log.display()
+        );
+    };
+    Ok((child, url.to_string()))
+}
+
+/// `medallion catalog serve` (the read-only Iceberg REST catalog) as a child process, stopped
+/// when dropped.
+pub struct CatalogServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl CatalogServer {
+    /// Serves the catalog `catalog_uri` on a free loopback port.
+    pub fn start(catalog_uri: &str, log: &Path) -> Result<Self> {
+        let args = [
+            "catalog",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--catalog",
+            catalog_uri,
+        ];
+        let (child, url) = serve(&args, log)?;
+        Ok(Self { child, url })
+    }
+}
+
+impl Drop for CatalogServer {
+    fn drop(&mut self) {
+        sigkill(&mut self.child);
+    }
+}
+
 /// `medallion registry serve` as a child process, stopped when dropped.
 pub struct RegistryServer {
     child: Child,
@@ -827,31 +884,11 @@ impl RegistryServer {
     /// Starts a registry on `addr` (`127.0.0.1:0` for any free port) over `store`, logging to
     /// `log`, and waits until it listens.
     pub fn start(store: &str, addr: &str, log: &Path) -> Result<Self> {
-        use std::io::BufRead;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        let mut child = medallion()
-            .args(["registry", "serve", "--addr", addr, "--store", store])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .spawn()?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let Some(url) = line.trim().strip_prefix("registry listening on ") else {
-            sigkill(&mut child);
-            bail!(
-                "registry did not start (first line {line:?}); see {}",
-                log.display()
-            );
-        };
-        Ok(Self {
-            url: url.to_string(),
-            child,
-        })
+        let (child, url) = serve(
+            &["registry", "serve", "--addr", addr, "--store", store],
+            log,
+        )?;
+        Ok(Self { url, child })
     }
 
     /// The `HOST:PORT` it listens on.

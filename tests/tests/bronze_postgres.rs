@@ -49,5 +49,24 @@ fn bronze_lands_in_a_postgres_catalog_that_peers_read() -> Result<()> {
     for (p, end) in ends.iter().enumerate() {
         assert_eq!(stored.get(&topic, p as i32), Some(*end));
     }
+
+    // The same catalog through `medallion catalog serve` (DuckDB attached to it) and
+    // `medallion query`.
+    let server = CatalogServer::start(&ws.catalog_uri(), &ws.path().join("catalog.log"))?;
+    let duck = peer_json("rest_catalog.py", &["--endpoint", &server.url])?;
+    assert_eq!(duck["tables"][&table], serde_json::json!(5_000), "{duck}");
+    let sql = format!("SELECT count(DISTINCT event_id) AS n FROM {table}");
+    let out = medallion_output(
+        &[
+            "query",
+            &sql,
+            "--catalog",
+            &ws.catalog_uri(),
+            "--format",
+            "csv",
+        ],
+        ws.path(),
+    )?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n5000\n", "{out:?}");
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 mod backfill;
 mod expect;
-mod frame;
+pub(crate) mod frame;
 mod personal;
 mod quality;
 pub(crate) mod transform;

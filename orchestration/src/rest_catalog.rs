@@ -1,0 +1,187 @@
+//! `medallion catalog serve`: a read-only Iceberg REST catalog over the SQL catalog, so that
+//! DuckDB (`ATTACH … (TYPE iceberg, ENDPOINT …)`), Trino, Spark or pyiceberg find every table
+//! by name. It serves the configuration, namespaces, table lists and table metadata; anything
+//! that would write is refused. Errors have the REST spec's shape:
+//! `{"error": {"message", "type", "code"}}`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lakehouse::{Catalog, IcebergTable};
+use serde_json::{json, Value};
+
+/// The routes served (the REST spec's endpoint list, which clients read from `/v1/config`).
+const ENDPOINTS: [&str; 6] = [
+    "GET /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+];
+
+/// Serves the catalog on `addr` until SIGTERM or SIGINT, announcing the bound address on
+/// stdout (so `--addr 127.0.0.1:0` can be used by scripts).
+pub async fn serve(addr: &str, catalog: Arc<Catalog>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "catalog listening on http://{local}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%local, "REST catalog serving");
+    axum::serve(listener, router(catalog))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+fn router(catalog: Arc<Catalog>) -> Router {
+    Router::new()
+        .route("/v1/config", get(config))
+        .route("/v1/namespaces", get(namespaces))
+        .route("/v1/namespaces/{namespace}", get(namespace).head(namespace))
+        .route("/v1/namespaces/{namespace}/tables", get(tables))
+        .route(
+            "/v1/namespaces/{namespace}/tables/{table}",
+            get(load_table).head(load_table),
+        )
+        .method_not_allowed_fallback(read_only)
+        .fallback(no_such_route)
+        .with_state(catalog)
+}
+
+/// An error in the REST spec's shape.
+struct RestError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl RestError {
+    fn new(status: StatusCode, kind: &'static str, message: String) -> Self {
+        Self {
+            status,
+            kind,
+            message,
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerErrorException",
+            e.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "code": self.status.as_u16(),
+        }});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type Reply = Result<Json<Value>, RestError>;
+
+async fn config() -> Json<Value> {
+    Json(json!({"defaults": {}, "overrides": {}, "endpoints": ENDPOINTS}))
+}
+
+async fn namespaces(State(catalog): State<Arc<Catalog>>) -> Reply {
+    let names = catalog.namespaces().await.map_err(RestError::internal)?;
+    let list: Vec<Vec<String>> = names.into_iter().map(|n| vec![n]).collect();
+    Ok(Json(json!({ "namespaces": list })))
+}
+
+/// Namespaces are one level deep: a multi-level name (parts joined by 0x1F) does not exist.
+async fn existing_namespace(catalog: &Catalog, namespace: &str) -> Result<(), RestError> {
+    let names = catalog.namespaces().await.map_err(RestError::internal)?;
+    match names.iter().any(|n| n == namespace) {
+        true => Ok(()),
+        false => Err(RestError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchNamespaceException",
+            format!("Namespace does not exist: {namespace}"),
+        )),
+    }
+}
+
+async fn namespace(State(catalog): State<Arc<Catalog>>, Path(namespace): Path<String>) -> Reply {
+    existing_namespace(&catalog, &namespace).await?;
+    Ok(Json(json!({ "namespace": [namespace], "properties": {} })))
+}
+
+async fn tables(State(catalog): State<Arc<Catalog>>, Path(namespace): Path<String>) -> Reply {
+    existing_namespace(&catalog, &namespace).await?;
+    let prefix = format!("{namespace}.");
+    let identifiers: Vec<Value> = catalog
+        .table_names()
+        .await
+        .map_err(RestError::internal)?
+        .iter()
+        .filter_map(|t| t.strip_prefix(&prefix))
+        .map(|name| json!({ "namespace": [namespace], "name": name }))
+        .collect();
+    Ok(Json(json!({ "identifiers": identifiers })))
+}
+
+async fn load_table(
+    State(catalog): State<Arc<Catalog>>,
+    Path((namespace, table)): Path<(String, String)>,
+) -> Reply {
+    existing_namespace(&catalog, &namespace).await?;
+    let name = format!("{namespace}.{table}");
+    let Some(table) = IcebergTable::open_if_exists(catalog, &name)
+        .await
+        .map_err(RestError::internal)?
+    else {
+        return Err(RestError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchTableException",
+            format!("Table does not exist: {name}"),
+        ));
+    };
+    Ok(Json(json!({
+        "metadata-location": table.metadata_location(),
+        "metadata": table.metadata_json().map_err(RestError::internal)?,
+        "config": {},
+    })))
+}
+
+async fn read_only() -> RestError {
+    RestError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UnsupportedOperationException",
+        "medallion catalog serve is read-only: tables are written by medallion run".to_string(),
+    )
+}
+
+async fn no_such_route() -> RestError {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NoSuchEndpointException",
+        "not an endpoint of this catalog (see /v1/config)".to_string(),
+    )
+}
