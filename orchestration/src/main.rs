@@ -2,6 +2,7 @@
 
 mod demo;
 mod generator;
+mod http;
 mod maintain_cmd;
 mod query_cmd;
 mod registry;

@@ -4,10 +4,8 @@
 //! that would write is refused. Errors have the REST spec's shape:
 //! `{"error": {"message", "type", "code"}}`.
 
-use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -26,30 +24,9 @@ const ENDPOINTS: [&str; 6] = [
     "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
 ];
 
-/// Serves the catalog on `addr` until SIGTERM or SIGINT, announcing the bound address on
-/// stdout (so `--addr 127.0.0.1:0` can be used by scripts).
+/// Serves the catalog on `addr` until SIGTERM or SIGINT.
 pub async fn serve(addr: &str, catalog: Arc<Catalog>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "catalog listening on http://{local}")?;
-    stdout.flush()?;
-    drop(stdout);
-    tracing::info!(%local, "REST catalog serving");
-    axum::serve(listener, router(catalog))
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        })
-        .await?;
-    Ok(())
+    crate::http::serve_until_signal(addr, router(catalog), "catalog").await
 }
 
 fn router(catalog: Arc<Catalog>) -> Router {

@@ -1,13 +1,17 @@
 //! How a derived table (silver, gold) follows its source: woken by this process's commits,
 //! polling the catalog for other processes'.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehouse::{Catalog, IcebergTable};
+use lakehouse::{Catalog, IcebergTable, ReplaceOutcome, StagedFiles};
 use tokio::sync::watch;
 
 use crate::error::Result;
+
+/// Snapshot property of a backfill commit: the range it rebuilt (JSON).
+const BACKFILL_PROPERTY: &str = "medallion.backfill";
 
 /// Sleeps for `poll`, or until a table of this process commits, unless `stop` turns true
 /// first; whether it did.
@@ -55,4 +59,35 @@ pub(crate) fn cursor(table: &IcebergTable, key: &str) -> std::result::Result<Opt
             .map(Some)
             .map_err(|_| format!("snapshot property {key} is {c:?}, not a snapshot id")),
     }
+}
+
+/// A backfill's commit: swaps `remove` for `add` in one replace-files commit that keeps the
+/// cursor (property `key` at `cursor`) and records the `range` rebuilt, if the cursor has not
+/// moved. The snapshot, or `None` when a live run committed meanwhile (start over).
+pub(crate) async fn commit_backfill(
+    table: &mut IcebergTable,
+    remove: &HashSet<String>,
+    add: &StagedFiles,
+    (key, cursor): (&str, &str),
+    range: String,
+) -> Result<Option<i64>> {
+    let properties = HashMap::from([
+        (key.to_string(), cursor.to_string()),
+        (BACKFILL_PROPERTY.to_string(), range),
+    ]);
+    let outcome = table
+        .replace_if(remove, add, |t| {
+            Ok(match t.snapshot_property(key) == Some(cursor) {
+                true => Ok(properties.clone()),
+                false => Err(()),
+            })
+        })
+        .await?;
+    Ok(match outcome {
+        ReplaceOutcome::Committed { snapshot_id } => {
+            crate::TABLE_COMMITS.notify_waiters();
+            Some(snapshot_id)
+        }
+        ReplaceOutcome::Refused(()) | ReplaceOutcome::FilesGone(_) => None,
+    })
 }

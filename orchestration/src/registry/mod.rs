@@ -6,11 +6,9 @@ mod api;
 mod error;
 mod store;
 
-use std::io::Write;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use apache_avro::Schema;
 use schemas::compat::CompatibilityLevel;
 use tokio::sync::Mutex;
@@ -18,33 +16,13 @@ use tokio::sync::Mutex;
 use error::{RegistryError, Result};
 use store::{Setting, Store, VersionRow, GLOBAL};
 
-/// Serves the registry on `addr` until SIGTERM or SIGINT, announcing the bound address on
-/// stdout (so `--addr 127.0.0.1:0` can be used by scripts).
+/// Serves the registry on `addr` until SIGTERM or SIGINT.
 pub async fn serve(addr: &str, store_url: &str) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let registry = Arc::new(Registry::open(store_url).await?);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    let local = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "registry listening on http://{local}")?;
-    stdout.flush()?;
-    drop(stdout);
-    tracing::info!(%local, "registry serving");
-    let served = axum::serve(listener, Arc::clone(&registry).router())
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::info!("signal received: finishing open requests");
-        })
-        .await;
+    let served =
+        crate::http::serve_until_signal(addr, Arc::clone(&registry).router(), "registry").await;
     registry.store.close().await;
-    Ok(served?)
+    served
 }
 
 /// Serves the registry on a free loopback port in this process (for the demo); its URL.

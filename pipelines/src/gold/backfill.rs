@@ -7,20 +7,17 @@
 //! can be backfilled: open ones are still the live run's. The commit is conditional on the
 //! cursor, so a live run committing meanwhile makes the backfill start over.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
-use lakehouse::{Catalog, IcebergTable, ReplaceOutcome};
+use lakehouse::{Catalog, IcebergTable};
 
 use super::alerts::Alerts;
 use super::window::{Clock, WindowKind, WindowOperator, WindowRow};
 use super::{rows, top_n, Checkpoint, GoldConfig, Output, CURSOR_PROPERTY, STATE_PROPERTY};
 use crate::error::{Error, Result};
-
-/// Snapshot property of a backfill commit: the range it rebuilt (JSON).
-const BACKFILL_PROPERTY: &str = "medallion.backfill";
 
 /// How many times the backfill starts over after a live run moved the cursor under it.
 const MAX_ATTEMPTS: u32 = 5;
@@ -168,24 +165,17 @@ pub async fn backfill(
             "to_micros": to,
         })
         .to_string();
-        let properties = HashMap::from([
-            (CURSOR_PROPERTY.to_string(), cursor.clone()),
-            (BACKFILL_PROPERTY.to_string(), range),
-        ]);
         let files_added = staged.len() as u64;
-        let outcome = table
-            .replace_if(&old_files, &staged, |t| {
-                Ok(
-                    match t.snapshot_property(CURSOR_PROPERTY) == Some(cursor.as_str()) {
-                        true => Ok(properties.clone()),
-                        false => Err(()),
-                    },
-                )
-            })
-            .await?;
-        match outcome {
-            ReplaceOutcome::Committed { snapshot_id } => {
-                crate::TABLE_COMMITS.notify_waiters();
+        let committed = crate::follow::commit_backfill(
+            &mut table,
+            &old_files,
+            &staged,
+            (CURSOR_PROPERTY, &cursor),
+            range,
+        )
+        .await?;
+        match committed {
+            Some(snapshot_id) => {
                 tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = rebuilt.len(), "backfill committed");
                 return Ok(GoldBackfillReport {
                     table: spec.table.clone(),
@@ -201,7 +191,7 @@ pub async fn backfill(
                     restarts: attempt,
                 });
             }
-            ReplaceOutcome::Refused(()) | ReplaceOutcome::FilesGone(_) => {
+            None => {
                 tracing::warn!(table = %spec.table, "a live run committed meanwhile: starting the backfill over");
             }
         }

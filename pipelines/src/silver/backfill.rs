@@ -6,20 +6,17 @@
 //! current spec; the commit is conditional on that cursor, so a live run committing meanwhile
 //! makes the backfill start over rather than lose its rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch, not};
 use arrow::datatypes::DataType;
-use lakehouse::{Catalog, IcebergTable, ReplaceOutcome};
+use lakehouse::{Catalog, IcebergTable};
 
 use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
 use crate::bronze::KafkaConnection;
 use crate::error::{Error, Result};
-
-/// Snapshot property of a backfill commit: the range it rebuilt (JSON).
-const BACKFILL_PROPERTY: &str = "medallion.backfill";
 
 /// How many times the backfill starts over after a live run moved the cursor under it.
 const MAX_ATTEMPTS: u32 = 5;
@@ -206,22 +203,16 @@ pub async fn backfill(
             staged.extend(table.write(batch).await?);
         }
         let files_added = staged.len() as u64;
-        let properties = HashMap::from([
-            (CURSOR_PROPERTY.to_string(), cursor.clone()),
-            (BACKFILL_PROPERTY.to_string(), range_json.clone()),
-        ]);
-        let outcome = table
-            .replace_if(&files, &staged, |t| {
-                Ok(
-                    match t.snapshot_property(CURSOR_PROPERTY) == Some(cursor.as_str()) {
-                        true => Ok(properties.clone()),
-                        false => Err(()),
-                    },
-                )
-            })
-            .await?;
-        match outcome {
-            ReplaceOutcome::Committed { snapshot_id } => {
+        let committed = crate::follow::commit_backfill(
+            &mut table,
+            &files,
+            &staged,
+            (CURSOR_PROPERTY, &cursor),
+            range_json.clone(),
+        )
+        .await?;
+        match committed {
+            Some(snapshot_id) => {
                 report.source_snapshot = upto;
                 report.source_snapshots = consumed.len() as u64;
                 report.rows_read = rows_read;
@@ -231,11 +222,10 @@ pub async fn backfill(
                 report.expectation_failures = failures;
                 report.files_removed = files.len() as u64;
                 report.files_added = files_added;
-                crate::TABLE_COMMITS.notify_waiters();
                 tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = written, "backfill committed");
                 return Ok(report);
             }
-            ReplaceOutcome::Refused(()) | ReplaceOutcome::FilesGone(_) => {
+            None => {
                 tracing::warn!(table = %spec.table, "a live run committed meanwhile: starting the backfill over");
             }
         }

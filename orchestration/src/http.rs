@@ -1,0 +1,36 @@
+//! Serving an HTTP API from the command line (`registry serve`, `catalog serve`).
+
+use std::io::Write;
+
+use anyhow::Context;
+
+/// Serves `router` on `addr` until SIGTERM or SIGINT, announcing `WHAT listening on URL` on
+/// stdout (so `--addr 127.0.0.1:0` can be used by scripts); open requests finish first.
+pub async fn serve_until_signal(
+    addr: &str,
+    router: axum::Router,
+    what: &str,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{what} listening on http://{local}")?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(%local, "{what} serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signal received: finishing open requests");
+        })
+        .await?;
+    Ok(())
+}
