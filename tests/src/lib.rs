@@ -671,6 +671,11 @@ fn manifest_dir() -> PathBuf {
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
 }
 
+/// The repository's README, whose recipes a test runs.
+pub fn readme() -> PathBuf {
+    manifest_dir().join("../README.md")
+}
+
 /// The repository's web-event schema, as users reference it.
 pub fn web_event_schema() -> PathBuf {
     manifest_dir().join("../schemas/avro/web_event.avsc")

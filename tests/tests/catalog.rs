@@ -1,10 +1,11 @@
 //! The lakehouse as query engines see it, over the demo's tables: DuckDB attaching
 //! `medallion catalog serve` (the Iceberg REST catalog) counts what `medallion query` and
 //! `medallion tables` count, and the endpoint answers what it does not have in the REST spec's
-//! error shape.
+//! error shape; and the README's query recipes (pyiceberg, polars, DuckDB's `iceberg_scan`
+//! and its REST attach), run as written, count what `medallion query` counts.
 
 use anyhow::{ensure, Context, Result};
-use e2e::{medallion_output, peer_json, CatalogServer, Workspace};
+use e2e::{medallion_output, peer_json, readme, CatalogServer, Workspace};
 use serde_json::{json, Value};
 
 /// Every table the demo writes.
@@ -41,7 +42,8 @@ fn medallion_json(ws: &Workspace, args: &[&str]) -> Result<Value> {
 #[test]
 fn duckdb_attaches_the_rest_catalog_and_counts_what_medallion_query_counts() -> Result<()> {
     let ws = Workspace::new()?;
-    let warehouse = ws.path().join("demo");
+    // Where the README's recipes expect it: `./warehouse`.
+    let warehouse = ws.path().join("warehouse");
     let demo = medallion_output(
         &[
             "demo",
@@ -145,6 +147,34 @@ fn duckdb_attaches_the_rest_catalog_and_counts_what_medallion_query_counts() -> 
         probes["GET /v1/namespaces"]["body"],
         json!({"namespaces": [["bronze"], ["gold"], ["quality"], ["silver"]]})
     );
+
+    // The README's recipes, as written (run in the workspace, beside `./warehouse`).
+    let purchases = counted
+        .iter()
+        .find(|(t, _)| t == "silver.purchases")
+        .map(|(_, n)| n.to_string());
+    let recipes = peer_json(
+        "recipes.py",
+        &[
+            "--readme",
+            &readme().display().to_string(),
+            "--dir",
+            &ws.path().display().to_string(),
+            "--endpoint",
+            &server.url,
+        ],
+    )?;
+    let recipes = recipes.as_array().context("recipes: not an array")?;
+    let kinds: Vec<&str> = recipes.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds, ["python", "python", "python", "sql"], "{recipes:?}");
+    for recipe in recipes {
+        assert_eq!(
+            recipe["output"].as_str().map(str::to_string),
+            purchases,
+            "README recipe starting {}",
+            recipe["first_line"]
+        );
+    }
 
     // A query naming a table the catalog does not have fails, saying which.
     let out = medallion_output(
