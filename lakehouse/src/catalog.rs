@@ -53,36 +53,58 @@ impl Catalog {
         &self.sql
     }
 
+    fn catalog_err(&self) -> impl Fn(iceberg::Error) -> Error + '_ {
+        |source| Error::Catalog {
+            uri: self.uri.clone(),
+            source: Box::new(source),
+        }
+    }
+
     /// Every namespace of the catalog, sorted.
     pub async fn namespaces(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
+        let listed = self
             .sql
             .list_namespaces(None)
             .await
-            .map_err(|source| Error::Catalog {
-                uri: self.uri.clone(),
-                source: Box::new(source),
-            })?
-            .iter()
-            .map(|ns| ns.join("."))
-            .collect();
+            .map_err(self.catalog_err())?;
+        let mut names: Vec<String> = listed.iter().map(|ns| ns.join(".")).collect();
         names.sort();
         Ok(names)
     }
 
+    pub async fn has_namespace(&self, namespace: &str) -> Result<bool> {
+        let ident = NamespaceIdent::new(namespace.to_string());
+        self.sql
+            .namespace_exists(&ident)
+            .await
+            .map_err(self.catalog_err())
+    }
+
+    /// The tables of `namespace` (their names within it), sorted; `None` when the namespace
+    /// does not exist.
+    pub async fn tables_in(&self, namespace: &str) -> Result<Option<Vec<String>>> {
+        if !self.has_namespace(namespace).await? {
+            return Ok(None);
+        }
+        let ident = NamespaceIdent::new(namespace.to_string());
+        let listed = self
+            .sql
+            .list_tables(&ident)
+            .await
+            .map_err(self.catalog_err())?;
+        let mut names: Vec<String> = listed.iter().map(|t| t.name().to_string()).collect();
+        names.sort();
+        Ok(Some(names))
+    }
+
     /// Every table of the catalog, as `namespace.name`, sorted.
     pub async fn table_names(&self) -> Result<Vec<String>> {
-        let err = |source| Error::Catalog {
-            uri: self.uri.clone(),
-            source: Box::new(source),
-        };
         let mut names = Vec::new();
-        for namespace in self.sql.list_namespaces(None).await.map_err(err)? {
-            for table in self.sql.list_tables(&namespace).await.map_err(err)? {
-                names.push(table.to_string());
+        for namespace in self.namespaces().await? {
+            for table in self.tables_in(&namespace).await?.unwrap_or_default() {
+                names.push(format!("{namespace}.{table}"));
             }
         }
-        names.sort();
         Ok(names)
     }
 

@@ -12,6 +12,8 @@ mod maintain;
 mod offsets;
 mod replace;
 mod table;
+#[cfg(test)]
+mod testing;
 
 pub use catalog::{connect, database_url, Catalog, LakehouseLocation, CATALOG_NAME};
 pub use error::{Error, Result};

@@ -518,51 +518,15 @@ fn local_path(location: &str) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::array::RecordBatch;
 
     use super::*;
-    use crate::catalog::{connect, LakehouseLocation};
-    use crate::table::TableDefinition;
+    use crate::testing::{day_table, ids as read_all, rows, sorted_ids, DAY};
 
-    const DAY: i64 = 86_400_000_000;
     const STATE: &str = "medallion.test.cursor";
 
     fn batch(ids: std::ops::Range<i64>, day: i64) -> RecordBatch {
-        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("ts", ts, false),
-        ]));
-        let ids: Vec<i64> = ids.collect();
-        let times: Vec<i64> = ids.iter().map(|id| day * DAY + id).collect();
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(ids)),
-                Arc::new(TimestampMicrosecondArray::from(times).with_timezone("+00:00")),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn sorted_ids(batches: &[RecordBatch]) -> Vec<i64> {
-        let mut out: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                let ids = b.column_by_name("id").unwrap();
-                let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
-                (0..ids.len()).map(|i| ids.value(i)).collect::<Vec<_>>()
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    async fn read_all(table: &IcebergTable) -> Vec<i64> {
-        sorted_ids(&table.scan_columns(&["id".to_string()]).await.unwrap())
+        rows(&ids.collect::<Vec<_>>(), |id| day * DAY + id)
     }
 
     /// Every row a follower starting from scratch reads through the increments.
@@ -573,20 +537,7 @@ mod tests {
 
     #[tokio::test]
     async fn compaction_expiry_orphans_and_retention_keep_every_row_readers_need() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = LakehouseLocation {
-            catalog_uri: format!("sqlite://{}/catalog.db", dir.path().display()),
-            warehouse: dir.path().join("wh").display().to_string(),
-        };
-        let catalog = connect(&location).await.unwrap();
-        let def = TableDefinition {
-            name: "t.events".into(),
-            schema: batch(0..0, 0).schema(),
-            partition_by_day: Some("ts".into()),
-        };
-        let mut table = IcebergTable::open_or_create(catalog.clone(), &def)
-            .await
-            .unwrap();
+        let (_dir, _catalog, mut table) = day_table("t.events").await;
         // 12 appends of 10 rows: days 1 and 2, 6 small files each.
         let mut appends = Vec::new();
         for i in 0..12 {

@@ -308,51 +308,13 @@ fn new_snapshot_id(table: &IcebergTable) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{Int64Array, RecordBatch, TimestampMicrosecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::array::RecordBatch;
 
     use super::*;
-    use crate::catalog::{connect, LakehouseLocation};
-    use crate::table::TableDefinition;
-
-    const DAY: i64 = 86_400_000_000;
+    use crate::testing::{day_table, ids, rows, DAY};
 
     fn batch(ids: &[i64]) -> RecordBatch {
-        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("ts", ts, false),
-        ]));
-        let times: Vec<i64> = ids.iter().map(|id| id * DAY).collect();
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from(ids.to_vec())),
-                Arc::new(TimestampMicrosecondArray::from(times).with_timezone("+00:00")),
-            ],
-        )
-        .unwrap()
-    }
-
-    async fn ids(table: &IcebergTable) -> Vec<i64> {
-        let mut out: Vec<i64> = table
-            .scan_columns(&["id".to_string()])
-            .await
-            .unwrap()
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        out.sort();
-        out
+        rows(ids, |id| id * DAY)
     }
 
     fn total(table: &IcebergTable, key: &str) -> String {
@@ -362,20 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn replaces_files_atomically_and_detects_conflicts() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = LakehouseLocation {
-            catalog_uri: format!("sqlite://{}/catalog.db", dir.path().display()),
-            warehouse: dir.path().join("wh").display().to_string(),
-        };
-        let catalog = connect(&location).await.unwrap();
-        let def = TableDefinition {
-            name: "t.days".into(),
-            schema: batch(&[]).schema(),
-            partition_by_day: Some("ts".into()),
-        };
-        let mut table = IcebergTable::open_or_create(catalog.clone(), &def)
-            .await
-            .unwrap();
+        let (_dir, catalog, mut table) = day_table("t.days").await;
         for ids in [[1, 2], [3, 4], [5, 6]] {
             let staged = table.write(&batch(&ids)).await.unwrap();
             table.append(staged).await.unwrap();

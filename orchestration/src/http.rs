@@ -11,9 +11,7 @@ pub async fn serve_until_signal(
     router: axum::Router,
     what: &str,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut signals = crate::signals::StopSignals::listen()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -25,10 +23,7 @@ pub async fn serve_until_signal(
     tracing::info!(%local, "{what} serving");
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            signals.recv().await;
             tracing::info!("signal received: finishing open requests");
         })
         .await?;

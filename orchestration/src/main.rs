@@ -9,6 +9,7 @@ mod registry;
 mod rest_catalog;
 mod schedule;
 mod schema_cmd;
+mod signals;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -623,20 +624,14 @@ async fn gold_configs(
 /// Turns true on the first SIGTERM or SIGINT; a second one, or `bound` passing first, exits at
 /// once (every commit is atomic, so that is safe too).
 fn stop_on_signal(bound: std::time::Duration) -> Result<tokio::sync::watch::Receiver<bool>> {
-    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut signals = signals::StopSignals::listen()?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        signals.recv().await;
         tracing::info!(bound = ?bound, "signal received: finishing the open batches");
         let _ = tx.send(true);
         tokio::select! {
-            _ = term.recv() => std::process::exit(130),
-            _ = int.recv() => std::process::exit(130),
+            _ = signals.recv() => std::process::exit(130),
             _ = tokio::time::sleep(bound) => {
                 tracing::error!(bound = ?bound, "the open batches did not commit within the shutdown timeout: exiting; a restart resumes from the tables");
                 std::process::exit(1);

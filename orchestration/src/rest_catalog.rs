@@ -92,33 +92,35 @@ async fn namespaces(State(catalog): State<Arc<Catalog>>) -> Reply {
     Ok(Json(json!({ "namespaces": list })))
 }
 
-/// Namespaces are one level deep: a multi-level name (parts joined by 0x1F) does not exist.
-async fn existing_namespace(catalog: &Catalog, namespace: &str) -> Result<(), RestError> {
-    let names = catalog.namespaces().await.map_err(RestError::internal)?;
-    match names.iter().any(|n| n == namespace) {
-        true => Ok(()),
-        false => Err(RestError::new(
-            StatusCode::NOT_FOUND,
-            "NoSuchNamespaceException",
-            format!("Namespace does not exist: {namespace}"),
-        )),
-    }
+fn no_such_namespace(namespace: &str) -> RestError {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NoSuchNamespaceException",
+        format!("Namespace does not exist: {namespace}"),
+    )
 }
 
 async fn namespace(State(catalog): State<Arc<Catalog>>, Path(namespace): Path<String>) -> Reply {
-    existing_namespace(&catalog, &namespace).await?;
+    if !catalog
+        .has_namespace(&namespace)
+        .await
+        .map_err(RestError::internal)?
+    {
+        return Err(no_such_namespace(&namespace));
+    }
     Ok(Json(json!({ "namespace": [namespace], "properties": {} })))
 }
 
 async fn tables(State(catalog): State<Arc<Catalog>>, Path(namespace): Path<String>) -> Reply {
-    existing_namespace(&catalog, &namespace).await?;
-    let prefix = format!("{namespace}.");
-    let identifiers: Vec<Value> = catalog
-        .table_names()
+    let Some(names) = catalog
+        .tables_in(&namespace)
         .await
         .map_err(RestError::internal)?
+    else {
+        return Err(no_such_namespace(&namespace));
+    };
+    let identifiers: Vec<Value> = names
         .iter()
-        .filter_map(|t| t.strip_prefix(&prefix))
         .map(|name| json!({ "namespace": [namespace], "name": name }))
         .collect();
     Ok(Json(json!({ "identifiers": identifiers })))
@@ -128,17 +130,26 @@ async fn load_table(
     State(catalog): State<Arc<Catalog>>,
     Path((namespace, table)): Path<(String, String)>,
 ) -> Reply {
-    existing_namespace(&catalog, &namespace).await?;
     let name = format!("{namespace}.{table}");
-    let Some(table) = IcebergTable::open_if_exists(catalog, &name)
+    let found = IcebergTable::open_if_exists(catalog.clone(), &name)
         .await
-        .map_err(RestError::internal)?
-    else {
-        return Err(RestError::new(
-            StatusCode::NOT_FOUND,
-            "NoSuchTableException",
-            format!("Table does not exist: {name}"),
-        ));
+        .map_err(RestError::internal)?;
+    let Some(table) = found else {
+        // Which of the two is missing decides the error.
+        return Err(
+            match catalog
+                .has_namespace(&namespace)
+                .await
+                .map_err(RestError::internal)?
+            {
+                false => no_such_namespace(&namespace),
+                true => RestError::new(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchTableException",
+                    format!("Table does not exist: {name}"),
+                ),
+            },
+        );
     };
     Ok(Json(json!({
         "metadata-location": table.metadata_location(),

@@ -701,6 +701,23 @@ catalog = "{catalog}"
         )
     }
 
+    /// A `[[bronze]]` table of the repository's JSON web events from `topic`, by event time;
+    /// `extra` is TOML lines added to it as they are (group, dedupe, commit).
+    pub fn web_bronze(&self, topic: &str, table: &str, extra: &str) -> String {
+        format!(
+            r#"
+[[bronze]]
+table = "{table}"
+topics = ["{topic}"]
+format = "json"
+schema = "{schema}"
+event_time = "event_time"
+{extra}
+"#,
+            schema = web_event_schema().display(),
+        )
+    }
+
     /// A spec with one JSON bronze table on `topic`, deduplicated on `event_id`.
     /// `kafka_extra` and `commit` are TOML inserted as they are.
     pub fn web_spec(
@@ -710,20 +727,12 @@ catalog = "{catalog}"
         commit: &str,
         kafka_extra: &str,
     ) -> Result<PathBuf> {
-        let text = format!(
-            r#"{head}
-[[bronze]]
-table = "{table}"
-topics = ["{topic}"]
-format = "json"
-schema = "{schema}"
-event_time = "event_time"
-dedupe = {{ key = ["event_id"], horizon = "1h" }}
-commit = {commit}
-"#,
-            head = self.spec_head(kafka_extra),
-            schema = web_event_schema().display(),
+        let bronze = self.web_bronze(
+            topic,
+            table,
+            &format!("dedupe = {{ key = [\"event_id\"], horizon = \"1h\" }}\ncommit = {commit}"),
         );
+        let text = self.spec_head(kafka_extra) + &bronze;
         self.write(&format!("{}.toml", table.replace('.', "_")), &text)
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use e2e::{
     assert_exactly_once, create_topic, end_offsets, medallion_output, produce, run_once, spawn_run,
-    terminate, unique, web_event, web_event_schema, Workspace,
+    terminate, unique, web_event, Workspace,
 };
 use serde_json::json;
 
@@ -17,27 +17,23 @@ const SPACING_MS: i64 = 20_000;
 const START_MS: i64 = 1_767_225_600_000;
 
 fn spec(ws: &Workspace, topic: &str) -> Result<std::path::PathBuf> {
-    let text = format!(
-        r#"{head}
-[[bronze]]
-table = "bronze.web_events"
-topics = ["{topic}"]
-group_id = "{group}"
-format = "json"
-schema = "{schema}"
-event_time = "event_time"
-commit = {{ interval = "300ms", max_rows = 400 }}
-
+    let bronze = ws.web_bronze(
+        topic,
+        "bronze.web_events",
+        &format!(
+            "group_id = \"{}\"\ncommit = {{ interval = \"300ms\", max_rows = 400 }}",
+            unique("maintain")
+        ),
+    );
+    let text = ws.spec_head(r#"connect_timeout = "60s""#)
+        + &bronze
+        + r#"
 [[silver]]
 table = "silver.views"
 source = "bronze.web_events"
 partition_by_day = "event_time"
-columns = [{{ name = "event_id", expr = "event_id" }}, {{ name = "event_time", expr = "event_time" }}]
-"#,
-        head = ws.spec_head(r#"connect_timeout = "60s""#),
-        group = unique("maintain"),
-        schema = web_event_schema().display(),
-    );
+columns = [{ name = "event_id", expr = "event_id" }, { name = "event_time", expr = "event_time" }]
+"#;
     ws.write("pipeline.toml", &text)
 }
 

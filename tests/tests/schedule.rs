@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{
     assert_exactly_once, broker, create_topic, end_offsets, medallion, medallion_output, produce,
-    unique, web_event, web_event_schema, Workspace,
+    unique, web_event, Workspace,
 };
 
 /// A loaded broker can be slow to answer metadata requests.
@@ -185,22 +185,10 @@ fn fires_each_time_once_never_overlaps_records_outcomes_and_catches_up() -> Resu
         })
         .collect();
     produce(&topic, &events)?;
+    let group = format!("group_id = \"{}\"", unique("sched"));
     let bronze = ws.write(
         "bronze.toml",
-        &format!(
-            r#"{head}
-[[bronze]]
-table = "bronze.web_events"
-topics = ["{topic}"]
-group_id = "{group}"
-format = "json"
-schema = "{schema}"
-event_time = "event_time"
-"#,
-            head = ws.spec_head(LOADED_BROKER),
-            group = unique("sched"),
-            schema = web_event_schema().display(),
-        ),
+        &(ws.spec_head(LOADED_BROKER) + &ws.web_bronze(&topic, "bronze.web_events", &group)),
     )?;
     // Nothing listens on port 1: this job fails after its 3 s connect timeout.
     let unreachable = std::fs::read_to_string(&bronze)?

@@ -130,16 +130,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// 1 on the first SIGTERM or SIGINT, 2 on the second.
 fn stop_on_signal(grace: Duration) -> Result<watch::Receiver<u8>> {
-    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = watch::channel(0u8);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut signals = crate::signals::StopSignals::listen()?;
     tokio::spawn(async move {
         for level in 1..=2u8 {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            signals.recv().await;
             match level {
                 1 => {
                     tracing::info!(grace = ?grace, "signal received: no more fire times; stopping the running jobs (SIGTERM)")
