@@ -195,14 +195,10 @@ fn fires_each_time_once_never_overlaps_records_outcomes_and_catches_up() -> Resu
         .replace(&broker(), "127.0.0.1:1")
         .replace(LOADED_BROKER, r#"connect_timeout = "3s""#);
     ws.write("unreachable.toml", &unreachable)?;
-    let schedule = ws.write(
-        "schedule.toml",
-        &format!(
-            r#"
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+    let schedule = schedule_file(
+        &ws,
+        &ws.catalog_uri(),
+        r#"
 [[job]]
 name = "bronze"
 cron = "*/3 * * * * *"
@@ -222,9 +218,6 @@ args = ["registry", "serve", "--addr", "127.0.0.1:0", "--store", "sqlite://./reg
 timeout = "4s"
 missed = "skip"
 "#,
-            warehouse = ws.warehouse().display(),
-            catalog = ws.catalog_uri(),
-        ),
     )?;
     let steps = [("bronze", 3), ("server", 3), ("unreachable", 2)];
 
@@ -399,26 +392,28 @@ missed = "skip"
     Ok(())
 }
 
+/// `schedule.toml` in the workspace: `jobs` (TOML) on its warehouse and `catalog`.
+fn schedule_file(ws: &Workspace, catalog: &str, jobs: &str) -> Result<PathBuf> {
+    let head = format!(
+        "[lakehouse]\nwarehouse = \"{}\"\ncatalog = \"{catalog}\"\n",
+        ws.warehouse().display()
+    );
+    ws.write("schedule.toml", &(head + jobs))
+}
+
 #[test]
 fn sigterm_stops_the_running_job_records_it_and_exits_0() -> Result<()> {
     let ws = Workspace::new()?;
-    let schedule = ws.write(
-        "schedule.toml",
-        &format!(
-            r#"
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+    let schedule = schedule_file(
+        &ws,
+        &ws.catalog_uri(),
+        r#"
 [[job]]
 name = "server"
 cron = "*/5 * * * * *"
 args = ["registry", "serve", "--addr", "127.0.0.1:0", "--store", "sqlite://./registry.db"]
 timeout = "1m"
 "#,
-            warehouse = ws.warehouse().display(),
-            catalog = ws.catalog_uri(),
-        ),
     )?;
     let mut child = spawn_schedule(&ws, &schedule, &["--shutdown-timeout", "10s"], "term")?;
     let (_, until) = window(&ws, "term")?;
@@ -472,22 +467,15 @@ timeout = "1m"
 #[test]
 fn a_killed_scheduler_takes_its_runs_with_it() -> Result<()> {
     let ws = Workspace::new()?;
-    let schedule = ws.write(
-        "schedule.toml",
-        &format!(
-            r#"
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+    let schedule = schedule_file(
+        &ws,
+        &ws.catalog_uri(),
+        r#"
 [[job]]
 name = "server"
 cron = "*/2 * * * * *"
 args = ["registry", "serve", "--addr", "127.0.0.1:0", "--store", "sqlite://./registry.db"]
 "#,
-            warehouse = ws.warehouse().display(),
-            catalog = ws.catalog_uri(),
-        ),
     )?;
     let mut child = spawn_schedule(&ws, &schedule, &[], "kill")?;
     window(&ws, "kill")?;
@@ -541,22 +529,16 @@ args = ["registry", "serve", "--addr", "127.0.0.1:0", "--store", "sqlite://./reg
 fn one_scheduler_per_job_on_a_postgresql_catalog_too() -> Result<()> {
     let ws = Workspace::new()?;
     let catalog = e2e::postgres_database("sched")?;
-    let schedule = ws.write(
-        "schedule.toml",
-        &format!(
-            r#"
-[lakehouse]
-warehouse = "{warehouse}"
-catalog = "{catalog}"
-
+    let schedule = schedule_file(
+        &ws,
+        &catalog,
+        r#"
 [[job]]
 name = "server"
 cron = "*/2 * * * * *"
 args = ["registry", "serve", "--addr", "127.0.0.1:0", "--store", "sqlite://./registry.db"]
 timeout = "1s"
 "#,
-            warehouse = ws.warehouse().display(),
-        ),
     )?;
     let mut first = spawn_schedule(&ws, &schedule, &["--for", "5s"], "pg-first")?;
     window(&ws, "pg-first")?;
