@@ -3,7 +3,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use iceberg::io::LocalFsStorageFactory;
+use iceberg::io::{
+    LocalFsStorageFactory, StorageFactory, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION,
+};
 use iceberg::table::Table;
 use iceberg::{
     Catalog as IcebergCatalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit,
@@ -13,6 +15,7 @@ use iceberg_catalog_sql::{
     SqlBindStyle, SqlCatalog, SqlCatalogBuilder, SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI,
     SQL_CATALOG_PROP_WAREHOUSE,
 };
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
@@ -27,8 +30,53 @@ pub const CATALOG_NAME: &str = "medallion";
 pub struct LakehouseLocation {
     /// `sqlite://PATH` or `postgres://…`.
     pub catalog_uri: String,
-    /// Directory (or URL) under which table data and metadata are written.
-    pub warehouse: String,
+    /// A local directory, a `file://` URL or an `s3://BUCKET/PREFIX` URL under which new
+    /// tables are created; `None` to only open existing tables, which carry their locations.
+    pub warehouse: Option<String>,
+    /// How S3 is reached, for `s3://` warehouses and tables.
+    pub s3: S3Settings,
+}
+
+/// How S3, or an S3-compatible store such as MinIO, is reached. Credentials are not settings:
+/// they come from the usual AWS chain (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN`, then `~/.aws` profiles, then the instance role), so they never sit in
+/// a pipeline file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// The store's URL, e.g. `http://minio:9000`. Default: `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint: Option<String>,
+    /// Default: `AWS_REGION`, then `AWS_DEFAULT_REGION`, then `us-east-1` (what MinIO uses).
+    pub region: Option<String>,
+    /// Address objects as `ENDPOINT/BUCKET/KEY` rather than `BUCKET.ENDPOINT/KEY`. Default:
+    /// on when an endpoint is set (MinIO and most S3-compatible stores need it), off on AWS.
+    pub path_style: Option<bool>,
+}
+
+impl S3Settings {
+    /// The FileIO properties (Iceberg's `s3.*` keys) these settings and the environment give.
+    fn properties(&self) -> HashMap<String, String> {
+        self.properties_with(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn properties_with(&self, env: impl Fn(&str) -> Option<String>) -> HashMap<String, String> {
+        let endpoint = self.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL"));
+        let region = self
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let path_style = self.path_style.unwrap_or(endpoint.is_some());
+        let mut props = HashMap::from([
+            (S3_REGION.to_string(), region),
+            (S3_PATH_STYLE_ACCESS.to_string(), path_style.to_string()),
+        ]);
+        if let Some(endpoint) = endpoint {
+            props.insert(S3_ENDPOINT.to_string(), endpoint);
+        }
+        props
+    }
 }
 
 /// The SQL catalog tables are registered in: the `iceberg_tables` that pyiceberg's SqlCatalog,
@@ -40,6 +88,8 @@ pub struct Catalog {
     pool: AnyPool,
     bind_style: SqlBindStyle,
     uri: String,
+    /// The `s3.*` FileIO properties tables are read and written with.
+    s3: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -51,6 +101,10 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     pub(crate) fn iceberg(&self) -> &dyn IcebergCatalog {
         &self.sql
+    }
+
+    pub(crate) fn s3_properties(&self) -> &HashMap<String, String> {
+        &self.s3
     }
 
     fn catalog_err(&self) -> impl Fn(iceberg::Error) -> Error + '_ {
@@ -145,12 +199,19 @@ impl Catalog {
     }
 }
 
-/// Opens the SQL catalog, creating the SQLite file and the warehouse directory if needed.
+/// Opens the SQL catalog, creating the SQLite file and a local warehouse directory if needed.
 pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
     let (uri, bind_style) = catalog_uri(&location.catalog_uri)?;
     check_reachable(&location.catalog_uri).await?;
-    let warehouse = warehouse_url(&location.warehouse)?;
-    let props = HashMap::from([
+    let warehouse = match &location.warehouse {
+        Some(w) => warehouse_url(w)?,
+        // The SQL catalog wants a warehouse; nothing is created under this one.
+        None => format!("file://{}", std::env::temp_dir().display()),
+    };
+    let storage = storage_factory(location.warehouse.as_deref(), &warehouse);
+    let s3 = location.s3.properties();
+    let mut props = s3.clone();
+    props.extend([
         (SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
         (SQL_CATALOG_PROP_WAREHOUSE.to_string(), warehouse),
         (
@@ -159,7 +220,7 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
         ),
     ]);
     let sql = SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
+        .with_storage_factory(storage)
         .load(CATALOG_NAME, props)
         .await
         .map_err(|source| Error::Catalog {
@@ -178,6 +239,7 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
         pool,
         bind_style,
         uri: location.catalog_uri.clone(),
+        s3,
     }))
 }
 
@@ -249,8 +311,37 @@ async fn check_reachable(uri: &str) -> Result<()> {
     }
 }
 
-/// Local warehouse paths become absolute `file://` URLs so every reader resolves them alike.
+/// Tables in a local warehouse are written with iceberg-rust's own file storage; an S3
+/// warehouse, or opening tables wherever they are, takes OpenDAL's, which follows each path's
+/// scheme (`s3://`, `file://`).
+fn storage_factory(warehouse: Option<&str>, url: &str) -> Arc<dyn StorageFactory> {
+    match warehouse.is_some() && url.starts_with("file://") {
+        true => Arc::new(LocalFsStorageFactory),
+        false => Arc::new(OpenDalResolvingStorageFactory::new()),
+    }
+}
+
+/// Refuses a warehouse that is neither a local path, a `file://` URL nor an `s3://BUCKET…`
+/// (or `s3a://`) URL.
+pub fn check_warehouse(warehouse: &str) -> Result<()> {
+    let supported = match warehouse.split_once("://") {
+        None => !warehouse.trim().is_empty(),
+        Some(("file", path)) => !path.is_empty(),
+        Some(("s3" | "s3a", path)) => path.split('/').next().is_some_and(|b| !b.is_empty()),
+        Some(_) => false,
+    };
+    match supported {
+        true => Ok(()),
+        false => Err(Error::Config(format!(
+            "warehouse {warehouse:?}: expected a local directory, file://PATH or s3://BUCKET/PREFIX"
+        ))),
+    }
+}
+
+/// Local warehouse paths become absolute `file://` URLs so every reader resolves them alike;
+/// `s3://` (and `s3a://`) URLs are kept as they are.
 fn warehouse_url(warehouse: &str) -> Result<String> {
+    check_warehouse(warehouse)?;
     if warehouse.contains("://") {
         return Ok(warehouse.trim_end_matches('/').to_string());
     }
@@ -360,5 +451,57 @@ impl IcebergCatalog for PinnedCatalog<'_> {
             .update_table(commit)
             .await
             .map_err(|e| e.with_retryable(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_settings_come_before_the_environment_and_a_custom_endpoint_means_path_style() {
+        let env = |k: &str| match k {
+            "AWS_ENDPOINT_URL" => Some("http://env:9000".to_string()),
+            "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
+            _ => None,
+        };
+        let props = |s: &S3Settings, env: &dyn Fn(&str) -> Option<String>| {
+            let p = s.properties_with(env);
+            [S3_ENDPOINT, S3_REGION, S3_PATH_STYLE_ACCESS].map(|k| p.get(k).cloned())
+        };
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(
+            props(&S3Settings::default(), &env),
+            [some("http://env:9000"), some("eu-west-1"), some("true")]
+        );
+        let set = S3Settings {
+            endpoint: Some("http://minio:9000".into()),
+            region: Some("us-west-2".into()),
+            path_style: Some(false),
+        };
+        assert_eq!(
+            props(&set, &env),
+            [some("http://minio:9000"), some("us-west-2"), some("false")]
+        );
+        assert_eq!(
+            props(&S3Settings::default(), &|_| None),
+            [None, some("us-east-1"), some("false")]
+        );
+    }
+
+    #[test]
+    fn warehouses_are_local_paths_file_urls_or_s3_buckets() {
+        for ok in [
+            "./warehouse",
+            "/data/wh",
+            "file:///data/wh",
+            "s3://lake",
+            "s3a://lake/wh/",
+        ] {
+            assert!(check_warehouse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "s3://", "s3:///wh", "gs://lake/wh", "file://"] {
+            assert!(check_warehouse(bad).is_err(), "{bad:?}");
+        }
     }
 }

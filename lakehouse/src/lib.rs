@@ -8,6 +8,7 @@
 mod catalog;
 mod error;
 mod increments;
+mod listing;
 mod maintain;
 mod offsets;
 mod replace;
@@ -15,7 +16,9 @@ mod table;
 #[cfg(test)]
 mod testing;
 
-pub use catalog::{connect, database_url, Catalog, LakehouseLocation, CATALOG_NAME};
+pub use catalog::{
+    check_warehouse, connect, database_url, Catalog, LakehouseLocation, S3Settings, CATALOG_NAME,
+};
 pub use error::{Error, Result};
 pub use increments::DataFiles;
 pub use maintain::{

@@ -7,7 +7,6 @@
 //! their newest values forward, and expiry keeps the snapshots that hold them.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +16,7 @@ use iceberg::MetadataLocation;
 
 use crate::error::{table_err, Error, Result};
 use crate::increments::DataFiles;
+use crate::listing::Store;
 use crate::replace::ReplaceOutcome;
 use crate::table::IcebergTable;
 
@@ -333,7 +333,7 @@ impl IcebergTable {
 
     /// Deletes the files under the table's location that no snapshot and no metadata file
     /// of the table references and that are older than `older_than` (files of a commit in
-    /// progress are young). Only local warehouses can be listed.
+    /// progress are young). Local and S3 locations can be listed.
     pub async fn remove_orphans(
         &self,
         older_than: Duration,
@@ -341,15 +341,11 @@ impl IcebergTable {
     ) -> Result<OrphanReport> {
         let name = self.name();
         let metadata = self.table.metadata();
-        let root = local_path(metadata.location()).ok_or_else(|| {
-            Error::Config(format!(
-                "table {name}: orphan removal lists files, which only works for a local warehouse (location {})",
-                metadata.location()
-            ))
-        })?;
+        let store = Store::of(metadata.location(), self.catalog.s3_properties())
+            .map_err(|e| Error::Config(format!("table {name}: {e}")))?;
         let all: Vec<i64> = metadata.snapshots().map(|s| s.snapshot_id()).collect();
         let referenced = self.referenced_files(&all, true).await?;
-        let mut keep: HashSet<PathBuf> = referenced
+        let mut keep: HashSet<String> = referenced
             .data
             .iter()
             .chain(referenced.metadata.iter())
@@ -361,45 +357,27 @@ impl IcebergTable {
                     .iter()
                     .map(|m| m.metadata_file.as_str()),
             )
-            .filter_map(local_path)
+            .filter_map(|location| store.key(location))
             .collect();
-        keep.insert(root.join("metadata/version-hint.text"));
+        keep.insert(store.under_root("metadata/version-hint.text"));
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = OrphanReport::default();
-        let io_err = |path: &Path, e: std::io::Error| {
-            Error::Config(format!("table {name}: {}: {e}", path.display()))
-        };
-        let mut pending = vec![root];
-        while let Some(dir) = pending.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&dir, e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(|e| io_err(&dir, e))?;
-                let path = entry.path();
-                let meta = entry.metadata().map_err(|e| io_err(&path, e))?;
-                if meta.is_dir() {
-                    pending.push(path);
-                    continue;
-                }
-                report.scanned += 1;
-                if keep.contains(&path) {
-                    continue;
-                }
-                let modified = meta.modified().map_err(|e| io_err(&path, e))?;
-                if modified > cutoff {
-                    report.young += 1;
-                    continue;
-                }
-                if !dry_run {
-                    std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-                }
-                report.orphans.push(path.display().to_string());
+        let with_table = |e: Error| Error::Config(format!("table {name}: {e}"));
+        for file in store.list().await.map_err(with_table)? {
+            report.scanned += 1;
+            if keep.contains(&file.location) {
+                continue;
             }
+            if file.modified > cutoff {
+                report.young += 1;
+                continue;
+            }
+            if !dry_run {
+                store.delete(&file.location).await.map_err(with_table)?;
+            }
+            report.orphans.push(file.location);
         }
         report.orphans.sort();
         Ok(report)
@@ -505,22 +483,12 @@ fn bin_pack(mut files: Vec<DataFile>, target: u64) -> Vec<Vec<DataFile>> {
     bins.into_iter().map(|(_, bin)| bin).collect()
 }
 
-/// The local path of a location: a plain path or a `file:` URL.
-fn local_path(location: &str) -> Option<PathBuf> {
-    if let Some(rest) = location.strip_prefix("file://") {
-        return Some(PathBuf::from(rest));
-    }
-    match location.contains("://") {
-        true => None,
-        false => Some(PathBuf::from(location)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use arrow::array::RecordBatch;
 
     use super::*;
+    use crate::listing::local_path;
     use crate::testing::{day_table, ids as read_all, rows, sorted_ids, DAY};
 
     const STATE: &str = "medallion.test.cursor";

@@ -34,7 +34,8 @@ pub(crate) async fn day_table(name: &str) -> (tempfile::TempDir, Arc<Catalog>, I
     let dir = tempfile::tempdir().unwrap();
     let location = LakehouseLocation {
         catalog_uri: format!("sqlite://{}/catalog.db", dir.path().display()),
-        warehouse: dir.path().join("wh").display().to_string(),
+        warehouse: Some(dir.path().join("wh").display().to_string()),
+        s3: Default::default(),
     };
     let catalog = connect(&location).await.unwrap();
     let def = TableDefinition {

@@ -130,7 +130,8 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
 
     let location = LakehouseLocation {
         catalog_uri: format!("sqlite://{}/catalog.db", warehouse.display()),
-        warehouse: warehouse.display().to_string(),
+        warehouse: Some(warehouse.display().to_string()),
+        s3: Default::default(),
     };
     let catalog = lakehouse::connect(&location).await?;
     let kafka = KafkaConnection {

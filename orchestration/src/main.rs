@@ -541,10 +541,12 @@ async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog
             "--catalog {uri}: no SQLite catalog at {path}"
         );
     }
-    // Reading needs no warehouse: tables carry their own locations.
+    // Reading needs no warehouse: tables carry their own locations, and S3 is reached as
+    // the AWS environment variables say.
     let location = lakehouse::LakehouseLocation {
         catalog_uri: uri.to_string(),
-        warehouse: std::env::temp_dir().display().to_string(),
+        warehouse: None,
+        s3: Default::default(),
     };
     lakehouse::connect(&location)
         .await

@@ -139,7 +139,7 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                     r.young
                 );
                 for path in &r.orphans {
-                    tracing::info!(table = %name, path = %path, dry_run = *dry_run, "orphan");
+                    println!("  {path}");
                 }
             }
             MaintainCommand::Retention { keep, column, .. } => {

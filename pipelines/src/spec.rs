@@ -327,19 +327,25 @@ pub struct KafkaSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LakehouseSpec {
-    /// Directory (or URL) for table data and metadata.
+    /// Where table data and metadata are written: a local directory, `file://PATH`, or
+    /// `s3://BUCKET/PREFIX` (AWS S3, MinIO or another S3-compatible store; see `s3`).
     #[serde(default = "default_warehouse")]
     pub warehouse: String,
     /// Iceberg SQL catalog: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
     #[serde(default = "default_catalog")]
     pub catalog: String,
+    /// Endpoint, region and addressing of an `s3://` warehouse; credentials come from the
+    /// usual AWS environment variables, never from this file.
+    #[serde(default)]
+    pub s3: lakehouse::S3Settings,
 }
 
 impl From<&LakehouseSpec> for lakehouse::LakehouseLocation {
     fn from(spec: &LakehouseSpec) -> Self {
         Self {
             catalog_uri: spec.catalog.clone(),
-            warehouse: spec.warehouse.clone(),
+            warehouse: Some(spec.warehouse.clone()),
+            s3: spec.s3.clone(),
         }
     }
 }
@@ -349,6 +355,7 @@ impl Default for LakehouseSpec {
         Self {
             warehouse: default_warehouse(),
             catalog: default_catalog(),
+            s3: lakehouse::S3Settings::default(),
         }
     }
 }
@@ -501,6 +508,9 @@ impl PipelineSpec {
         let bad = |key: String, msg: &str| Err(Error::Spec(format!("{origin}: {key}: {msg}")));
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers".into(), "must name at least one broker");
+        }
+        if let Err(e) = lakehouse::check_warehouse(&self.lakehouse.warehouse) {
+            return bad("lakehouse.warehouse".into(), &e.to_string());
         }
         if self.bronze.is_empty() && self.silver.is_empty() && self.gold.is_empty() {
             return bad(

@@ -41,6 +41,9 @@ Usage:
                   [--columns c1,c2] [--sql "SELECT count(*) FROM t"]
                   [--readers pyiceberg,duckdb,polars] [--snapshots]
 
+Tables in S3 (s3:// locations) are read from the store that AWS_ENDPOINT_URL names, with
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION, the way medallion reaches them.
+
 Errors are reported on stderr with exit status 2.
 """
 
@@ -181,6 +184,19 @@ def local_path(location: str) -> str:
     return location
 
 
+def s3_settings():
+    """The S3 store of the environment (endpoint, keys, region), or None for local tables."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return None
+    return {
+        "endpoint": endpoint,
+        "key": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "region": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+
+
 def read_pyiceberg(table, columns):
     scan = table.scan(selected_fields=tuple(columns))
     return scan.to_arrow().select(columns)
@@ -204,10 +220,19 @@ def duckdb_connection():
         }
     )
     # import_extension() only INSTALLs the wheel-shipped file; LOAD it too.
-    for name in ("avro", "iceberg"):  # avro before iceberg
+    s3 = s3_settings()
+    for name in ("avro", "iceberg") + (("httpfs",) if s3 else ()):  # avro before iceberg
         import_extension(name, con=con)
         con.sql(f"LOAD {name}")
     con.sql("SET TimeZone = 'UTC'")
+    if s3:
+        scheme, _, host = s3["endpoint"].partition("://")
+        con.sql(
+            "CREATE SECRET s3_store (TYPE s3, PROVIDER config, "
+            f"KEY_ID {_sql_str(s3['key'])}, SECRET {_sql_str(s3['secret'])}, "
+            f"REGION {_sql_str(s3['region'])}, ENDPOINT {_sql_str(host.rstrip('/'))}, "
+            f"URL_STYLE 'path', USE_SSL {str(scheme == 'https').lower()})"
+        )
     return con
 
 
@@ -243,7 +268,17 @@ def read_duckdb(table, columns):
 def read_polars(table, columns):
     import polars as pl
 
-    lf = pl.scan_iceberg(table)
+    s3 = s3_settings()
+    options = None
+    if s3:
+        options = {
+            "aws_endpoint_url": s3["endpoint"],
+            "aws_access_key_id": s3["key"],
+            "aws_secret_access_key": s3["secret"],
+            "aws_region": s3["region"],
+            "aws_allow_http": "true",
+        }
+    lf = pl.scan_iceberg(table, storage_options=options)
     return lf.select(columns).collect().to_arrow()
 
 
@@ -301,7 +336,16 @@ def load_table(uri, ident):
     if "." not in ident:
         fail(f"--table must be NAMESPACE.NAME, got {ident!r}")
     try:
-        cat = SqlCatalog(CATALOG_NAME, uri=uri)
+        props = {}
+        s3 = s3_settings()
+        if s3:
+            props = {
+                "s3.endpoint": s3["endpoint"],
+                "s3.access-key-id": s3["key"],
+                "s3.secret-access-key": s3["secret"],
+                "s3.region": s3["region"],
+            }
+        cat = SqlCatalog(CATALOG_NAME, uri=uri, **props)
     except Exception as e:  # noqa: BLE001
         fail(f"cannot open SQL catalog {uri!r}: {type(e).__name__}: {e}")
     try:

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -286,6 +286,15 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     /// `None`: a SQLite catalog in the warehouse; `Some`: this PostgreSQL URL.
     postgres: Option<String>,
+    /// `Some`: the table data goes to this S3 store, under a prefix of its own.
+    s3: Option<S3Warehouse>,
+}
+
+/// An `s3://` warehouse and the endpoint of the store that holds it.
+#[derive(Debug, Clone)]
+pub struct S3Warehouse {
+    pub endpoint: String,
+    pub url: String,
 }
 
 impl Workspace {
@@ -293,7 +302,29 @@ impl Workspace {
         Ok(Self {
             dir: scratch_dir()?,
             postgres: None,
+            s3: None,
         })
+    }
+
+    /// A workspace whose table data goes to `bucket` of the S3 store at `endpoint` (SQLite
+    /// catalog, kept locally).
+    pub fn with_s3(endpoint: &str, bucket: &str) -> Result<Self> {
+        let url = format!("s3://{bucket}/{}", unique("warehouse"));
+        Ok(Self {
+            s3: Some(S3Warehouse {
+                endpoint: endpoint.to_string(),
+                url,
+            }),
+            ..Self::new()?
+        })
+    }
+
+    /// The warehouse as `medallion` takes it: the local directory, or the `s3://` URL.
+    pub fn warehouse_uri(&self) -> String {
+        match &self.s3 {
+            Some(s3) => s3.url.clone(),
+            None => self.warehouse().display().to_string(),
+        }
     }
 
     /// A workspace whose catalog is the PostgreSQL database started by `tests/run`.
@@ -334,7 +365,11 @@ impl Workspace {
     pub fn lakehouse(&self) -> lakehouse::LakehouseLocation {
         lakehouse::LakehouseLocation {
             catalog_uri: self.catalog_uri(),
-            warehouse: self.warehouse().display().to_string(),
+            warehouse: Some(self.warehouse_uri()),
+            s3: lakehouse::S3Settings {
+                endpoint: self.s3.as_ref().map(|s| s.endpoint.clone()),
+                ..Default::default()
+            },
         }
     }
 
@@ -694,10 +729,15 @@ brokers = "{broker}"
 [lakehouse]
 warehouse = "{warehouse}"
 catalog = "{catalog}"
+{s3}
 "#,
             broker = broker(),
-            warehouse = self.warehouse().display(),
+            warehouse = self.warehouse_uri(),
             catalog = self.catalog_uri(),
+            s3 = match &self.s3 {
+                Some(s3) => format!("s3 = {{ endpoint = \"{}\" }}", s3.endpoint),
+                None => String::new(),
+            },
         )
     }
 
@@ -961,4 +1001,109 @@ pub fn peer_json(script: &str, args: &[&str]) -> Result<serde_json::Value> {
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// An S3-protocol object store: moto's server from the venv (a Python implementation of the
+/// S3 API, which we did not write), on a free loopback port, stopped when dropped.
+pub struct S3Store {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+}
+
+/// An `Authorization` header of the shape S3 wants.
+const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=medallion-test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
+impl S3Store {
+    /// Starts the store and points this process's AWS environment at it, as a deployment
+    /// would: the keys and region every client here (medallion, pyiceberg, DuckDB, polars)
+    /// signs with, and `AWS_ENDPOINT_URL`.
+    pub fn start(log: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let file = std::fs::File::create(log)?;
+        let child = Command::new(env("MEDALLION_TEST_PYTHON"))
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?;
+        let mut store = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || store.child.try_wait()?.is_some() {
+                bail!("the S3 store did not start; see {}", log.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "medallion-test"),
+            ("AWS_SECRET_ACCESS_KEY", "medallion-test-secret"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", store.endpoint.as_str()),
+        ] {
+            std::env::set_var(k, v);
+        }
+        Ok(store)
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
+        ensure!(
+            self.request("PUT", bucket, "")? == 200,
+            "CreateBucket {bucket}"
+        );
+        Ok(())
+    }
+
+    /// Writes an object given as `s3://BUCKET/KEY`.
+    pub fn put(&self, url: &str, body: &str) -> Result<()> {
+        let path = url.strip_prefix("s3://").context("not an s3:// URL")?;
+        ensure!(self.request("PUT", path, body)? == 200, "PutObject {url}");
+        Ok(())
+    }
+
+    /// Whether an object given as `s3://BUCKET/KEY` exists.
+    pub fn exists(&self, url: &str) -> Result<bool> {
+        let path = url.strip_prefix("s3://").context("not an s3:// URL")?;
+        Ok(self.request("HEAD", path, "")? == 200)
+    }
+
+    /// The status of a path-style request. Moto checks that a request is signed, not the
+    /// signature: an unsigned one is anonymous and may not read private objects.
+    fn request(&self, method: &str, path: &str, body: &str) -> Result<u16> {
+        use std::io::{Read, Write};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(host)?;
+        write!(
+            stream,
+            "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {SIGNED}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let status = answer.lines().next().unwrap_or_default();
+        status
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("{method} /{path}: {status:?}"))
+    }
+}
+
+impl Drop for S3Store {
+    fn drop(&mut self) {
+        sigkill(&mut self.child);
+    }
 }

@@ -83,6 +83,19 @@ fn bad_specs_name_the_file_and_key() -> Result<()> {
         &spec(&b, cat, "", &t).replace("web_event.avsc", "missing.avsc"),
         &["bad.toml", "bronze[0].schema", "missing.avsc"],
     )?;
+    refused(
+        &ws,
+        &spec(&b, cat, "", &t).replace("\"./warehouse\"", "\"gs://lake/wh\""),
+        &["bad.toml", "lakehouse.warehouse", "s3://BUCKET/PREFIX"],
+    )?;
+    refused(
+        &ws,
+        &spec(&b, cat, "", &t).replace(
+            "warehouse = \"./warehouse\"",
+            "warehouse = \"s3://lake/wh\"\ns3 = { endpoint_url = \"http://minio:9000\" }",
+        ),
+        &["bad.toml", "endpoint_url"],
+    )?;
     refused(&ws, "[kafka\nbrokers=1", &["bad.toml"])?;
     let missing = ws.path().join("nope.toml");
     let out = medallion_output(&["run", missing.to_str().unwrap_or_default()], ws.path())?;
