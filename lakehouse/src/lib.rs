@@ -11,16 +11,22 @@ mod increments;
 mod maintain;
 mod offsets;
 mod replace;
+mod served;
 mod table;
 #[cfg(test)]
 mod testing;
 
-pub use catalog::{connect, database_url, Catalog, LakehouseLocation, CATALOG_NAME};
+pub use catalog::{
+    connect, database_url, Catalog, LakehouseLocation, MetadataCommit, CATALOG_NAME,
+};
 pub use error::{Error, Result};
+/// The REST request bodies `medallion catalog serve --read-write` takes.
+pub use iceberg_catalog_rest::{CommitTableRequest, CreateTableRequest};
 pub use increments::DataFiles;
 pub use maintain::{
     CompactOptions, CompactReport, ExpireOptions, ExpireReport, OrphanReport, RetentionReport,
 };
 pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
 pub use replace::ReplaceOutcome;
+pub use served::Served;
 pub use table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};

@@ -84,7 +84,7 @@ enum Command {
     /// Every table of the catalog: snapshots, rows, data files, last commit, pipeline state
     /// (Kafka offsets, cursors).
     Tables {
-        /// The SQL catalog: `sqlite://PATH` or `postgres://…`.
+        /// The catalog: `sqlite://PATH`, `postgres://…` or an Iceberg REST `http(s)://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
         #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
@@ -94,7 +94,7 @@ enum Command {
     /// `medallion query "SELECT count(*) FROM bronze.web_events"`.
     Query {
         sql: String,
-        /// The SQL catalog: `sqlite://PATH` or `postgres://…`.
+        /// The catalog: `sqlite://PATH`, `postgres://…` or an Iceberg REST `http(s)://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
         #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
@@ -125,8 +125,8 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// A read-only Iceberg REST catalog over the SQL catalog (for DuckDB's ATTACH, Trino,
-    /// Spark, pyiceberg).
+    /// An Iceberg REST catalog over the SQL catalog (for DuckDB's ATTACH, Trino, Spark,
+    /// pyiceberg), read-only unless `--read-write`.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
@@ -148,6 +148,10 @@ enum CatalogCommand {
         /// The SQL catalog the pipelines write: `sqlite://PATH` or `postgres://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
+        /// Also serve namespace and table creation and table commits, so that pipelines and
+        /// other writers can use this endpoint as their catalog.
+        #[arg(long)]
+        read_write: bool,
     },
 }
 
@@ -303,10 +307,15 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             };
         }
         Command::Catalog {
-            command: CatalogCommand::Serve { addr, catalog },
+            command:
+                CatalogCommand::Serve {
+                    addr,
+                    catalog,
+                    read_write,
+                },
         } => {
             let catalog = connect_existing(&catalog).await?;
-            rest_catalog::serve(&addr, catalog).await?
+            rest_catalog::serve(&addr, catalog, read_write).await?
         }
         Command::Registry {
             command: RegistryCommand::Serve { addr, store },

@@ -330,7 +330,9 @@ pub struct LakehouseSpec {
     /// Directory (or URL) for table data and metadata.
     #[serde(default = "default_warehouse")]
     pub warehouse: String,
-    /// Iceberg SQL catalog: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    /// The Iceberg catalog: a SQL catalog `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`,
+    /// or a REST catalog `http(s)://HOST:PORT[/PATH]` (the warehouse is passed to it as its
+    /// `warehouse` property).
     #[serde(default = "default_catalog")]
     pub catalog: String,
 }
