@@ -150,8 +150,11 @@ enum CatalogCommand {
         catalog: String,
         /// Also serve namespace and table creation and table commits, so that pipelines and
         /// other writers can use this endpoint as their catalog.
-        #[arg(long)]
+        #[arg(long, requires = "warehouse")]
         read_write: bool,
+        /// Where tables created through the endpoint are put (with `--read-write`).
+        #[arg(long, env = "MEDALLION_WAREHOUSE")]
+        warehouse: Option<String>,
     },
 }
 
@@ -312,9 +315,13 @@ async fn dispatch(cli: Cli) -> Result<bool> {
                     addr,
                     catalog,
                     read_write,
+                    warehouse,
                 },
         } => {
-            let catalog = connect_existing(&catalog).await?;
+            let catalog = match warehouse {
+                Some(warehouse) => connect_with_warehouse(&catalog, &warehouse).await?,
+                None => connect_existing(&catalog).await?,
+            };
             rest_catalog::serve(&addr, catalog, read_write).await?
         }
         Command::Registry {
@@ -551,9 +558,17 @@ async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog
         );
     }
     // Reading needs no warehouse: tables carry their own locations.
+    connect_with_warehouse(uri, &std::env::temp_dir().display().to_string()).await
+}
+
+/// Connects to the catalog `uri`, creating new tables under `warehouse`.
+async fn connect_with_warehouse(
+    uri: &str,
+    warehouse: &str,
+) -> Result<std::sync::Arc<lakehouse::Catalog>> {
     let location = lakehouse::LakehouseLocation {
         catalog_uri: uri.to_string(),
-        warehouse: std::env::temp_dir().display().to_string(),
+        warehouse: warehouse.to_string(),
     };
     lakehouse::connect(&location)
         .await
