@@ -41,7 +41,11 @@ def main():
     namespace, _ = args.table.split(".")
     catalog.create_namespace(namespace)
     data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": pa.array(["a", "b", "c"])})
-    table = catalog.create_table(args.table, schema=data.schema)
+    # Without retries, so that the stale append shows the server's answer (pyiceberg would
+    # otherwise rebase on the 409 and commit again).
+    table = catalog.create_table(
+        args.table, schema=data.schema, properties={"commit.retry.num-retries": "0"}
+    )
     stale = catalog.load_table(args.table)
     table.append(data)
     table.append(data.slice(0, 2))
