@@ -54,7 +54,8 @@ enum Backend {
         bind_style: SqlBindStyle,
     },
     Rest {
-        rest: RestCatalog,
+        /// Boxed: it is several times the size of the SQL variant.
+        rest: Box<RestCatalog>,
         /// For [`Catalog::commit`]: iceberg-rust only commits through its own transactions.
         http: reqwest::Client,
         /// `URI/v1[/PREFIX]`, as the server's `/v1/config` places it.
@@ -86,7 +87,7 @@ impl Catalog {
     pub(crate) fn iceberg(&self) -> &dyn IcebergCatalog {
         match &self.backend {
             Backend::Sql { sql, .. } => sql,
-            Backend::Rest { rest, .. } => rest,
+            Backend::Rest { rest, .. } => rest.as_ref(),
         }
     }
 
@@ -455,7 +456,11 @@ async fn connect_rest(catalog_uri: &str, warehouse: &str) -> Result<Backend> {
             uri: catalog_uri.to_string(),
             source: Box::new(source),
         })?;
-    Ok(Backend::Rest { rest, http, base })
+    Ok(Backend::Rest {
+        rest: Box::new(rest),
+        http,
+        base,
+    })
 }
 
 /// The message of a REST error body (`{"error": {"message": …}}`), else the body itself.
