@@ -1,15 +1,22 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use iceberg::io::{
     LocalFsStorageFactory, StorageFactory, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION,
 };
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{
-    Catalog as IcebergCatalog, CatalogBuilder, Namespace, NamespaceIdent, TableCommit,
-    TableCreation, TableIdent,
+    Catalog as IcebergCatalog, CatalogBuilder, MetadataLocation, Namespace, NamespaceIdent,
+    TableCommit, TableCreation, TableIdent, TableRequirement, TableUpdate,
+};
+use iceberg_catalog_rest::{
+    CommitTableRequest, CommitTableResponse, RestCatalog, RestCatalogBuilder,
+    REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE,
 };
 use iceberg_catalog_sql::{
     SqlBindStyle, SqlCatalog, SqlCatalogBuilder, SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI,
@@ -28,7 +35,7 @@ pub const CATALOG_NAME: &str = "medallion";
 /// Where tables live and how they are found.
 #[derive(Debug, Clone)]
 pub struct LakehouseLocation {
-    /// `sqlite://PATH` or `postgres://…`.
+    /// `sqlite://PATH`, `postgres://…` or an Iceberg REST catalog `http(s)://HOST:PORT[/PATH]`.
     pub catalog_uri: String,
     /// A local directory, a `file://` URL or an `s3://BUCKET/PREFIX` URL under which new
     /// tables are created; `None` to only open existing tables, which carry their locations.
@@ -79,17 +86,45 @@ impl S3Settings {
     }
 }
 
-/// The SQL catalog tables are registered in: the `iceberg_tables` that pyiceberg's SqlCatalog,
-/// Iceberg's JDBC catalog and Trino's `jdbc` catalog share.
+/// The catalog tables are registered in: an Iceberg SQL catalog (the `iceberg_tables` that
+/// pyiceberg's SqlCatalog, Iceberg's JDBC catalog and Trino's `jdbc` catalog share) or an
+/// Iceberg REST catalog.
 pub struct Catalog {
-    sql: SqlCatalog,
-    /// For commits iceberg-rust's transactions cannot make (taking data files out), which
-    /// swap the metadata location themselves.
-    pool: AnyPool,
-    bind_style: SqlBindStyle,
+    backend: Backend,
     uri: String,
     /// The `s3.*` FileIO properties tables are read and written with.
     s3: HashMap<String, String>,
+}
+
+enum Backend {
+    Sql {
+        sql: SqlCatalog,
+        /// For [`Catalog::commit`], which swaps the metadata location itself.
+        pool: AnyPool,
+        bind_style: SqlBindStyle,
+    },
+    Rest {
+        /// Boxed: it is several times the size of the SQL variant.
+        rest: Box<RestCatalog>,
+        /// For [`Catalog::commit`]: iceberg-rust only commits through its own transactions.
+        http: reqwest::Client,
+        /// `URI/v1[/PREFIX]`, as the server's `/v1/config` places it.
+        base: String,
+    },
+}
+
+/// What [`Catalog::commit`] did.
+#[derive(Debug)]
+pub enum MetadataCommit {
+    /// The table now points at `metadata_location`, holding `metadata`.
+    Committed {
+        metadata_location: String,
+        metadata: Box<TableMetadata>,
+    },
+    /// A requirement does not hold (another writer committed first): nothing was committed.
+    Conflict(String),
+    /// The updates cannot be applied to the table: nothing was committed.
+    Invalid(String),
 }
 
 impl std::fmt::Debug for Catalog {
@@ -100,24 +135,39 @@ impl std::fmt::Debug for Catalog {
 
 impl Catalog {
     pub(crate) fn iceberg(&self) -> &dyn IcebergCatalog {
-        &self.sql
+        match &self.backend {
+            Backend::Sql { sql, .. } => sql,
+            Backend::Rest { rest, .. } => rest.as_ref(),
+        }
+    }
+
+    /// The URI the catalog was opened with.
+    pub fn uri(&self) -> &str {
+        &self.uri
     }
 
     pub(crate) fn s3_properties(&self) -> &HashMap<String, String> {
         &self.s3
     }
 
-    fn catalog_err(&self) -> impl Fn(iceberg::Error) -> Error + '_ {
+    pub(crate) fn catalog_err(&self) -> impl Fn(iceberg::Error) -> Error + '_ {
         |source| Error::Catalog {
             uri: self.uri.clone(),
             source: Box::new(source),
         }
     }
 
+    fn rest_err(&self, message: String) -> Error {
+        Error::Rest {
+            uri: self.uri.clone(),
+            message,
+        }
+    }
+
     /// Every namespace of the catalog, sorted.
     pub async fn namespaces(&self) -> Result<Vec<String>> {
         let listed = self
-            .sql
+            .iceberg()
             .list_namespaces(None)
             .await
             .map_err(self.catalog_err())?;
@@ -128,7 +178,7 @@ impl Catalog {
 
     pub async fn has_namespace(&self, namespace: &str) -> Result<bool> {
         let ident = NamespaceIdent::new(namespace.to_string());
-        self.sql
+        self.iceberg()
             .namespace_exists(&ident)
             .await
             .map_err(self.catalog_err())
@@ -142,7 +192,7 @@ impl Catalog {
         }
         let ident = NamespaceIdent::new(namespace.to_string());
         let listed = self
-            .sql
+            .iceberg()
             .list_tables(&ident)
             .await
             .map_err(self.catalog_err())?;
@@ -162,15 +212,145 @@ impl Catalog {
         Ok(names)
     }
 
+    /// Commits `updates` to the table whose state `base` is, if every requirement holds: the
+    /// Iceberg REST commit. iceberg-rust only commits through its own transactions, which
+    /// cannot take data files out, so this is the one path for commits built by hand. A SQL
+    /// catalog checks the requirements against `base`, writes the next metadata file and
+    /// swaps the table's metadata location from `base`'s (a compare-and-set, so a commit
+    /// landing in between is a conflict too); a REST catalog is sent the request.
+    pub async fn commit(
+        &self,
+        base: &Table,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<MetadataCommit> {
+        match &self.backend {
+            Backend::Sql {
+                pool, bind_style, ..
+            } => {
+                self.commit_sql(pool, bind_style, base, &requirements, updates)
+                    .await
+            }
+            Backend::Rest {
+                http, base: url, ..
+            } => {
+                self.commit_rest(http, url, base.identifier(), requirements, updates)
+                    .await
+            }
+        }
+    }
+
+    async fn commit_sql(
+        &self,
+        pool: &AnyPool,
+        bind_style: &SqlBindStyle,
+        base: &Table,
+        requirements: &[TableRequirement],
+        updates: Vec<TableUpdate>,
+    ) -> Result<MetadataCommit> {
+        let metadata = base.metadata();
+        for requirement in requirements {
+            if let Err(e) = requirement.check(Some(metadata)) {
+                return Ok(MetadataCommit::Conflict(e.to_string()));
+            }
+        }
+        let table = base.identifier().to_string();
+        let err = |op| crate::error::table_err(&table, op);
+        let current = base.metadata_location_result().map_err(err("metadata"))?;
+        let mut builder = metadata.clone().into_builder(Some(current.to_string()));
+        for update in updates {
+            builder = match update.apply(builder) {
+                Ok(builder) => builder,
+                Err(e) => return Ok(MetadataCommit::Invalid(e.to_string())),
+            };
+        }
+        let next = match builder.build() {
+            Ok(built) => built.metadata,
+            Err(e) => return Ok(MetadataCommit::Invalid(e.to_string())),
+        };
+        let location = MetadataLocation::from_str(current)
+            .map_err(err("metadata"))?
+            .with_next_version()
+            .with_new_metadata(&next);
+        next.write_to(base.file_io(), &location)
+            .await
+            .map_err(err("metadata"))?;
+        let location = location.to_string();
+        if !self
+            .swap_metadata(pool, bind_style, base.identifier(), current, &location)
+            .await?
+        {
+            // The metadata file written stays as an orphan.
+            return Ok(MetadataCommit::Conflict(format!(
+                "table {table} no longer points at {current}: another writer committed first"
+            )));
+        }
+        Ok(MetadataCommit::Committed {
+            metadata_location: location,
+            metadata: Box::new(next),
+        })
+    }
+
+    async fn commit_rest(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        table: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<MetadataCommit> {
+        let endpoint = format!(
+            "{url}/namespaces/{}/tables/{}",
+            table.namespace().to_url_string(),
+            table.name()
+        );
+        let request = CommitTableRequest {
+            identifier: Some(table.clone()),
+            requirements,
+            updates,
+        };
+        let response = http
+            .post(&endpoint)
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| self.rest_err(format!("POST {endpoint}: {e}")))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| self.rest_err(format!("POST {endpoint}: {e}")))?;
+        match status.as_u16() {
+            200 => {
+                let done: CommitTableResponse = serde_json::from_str(&body).map_err(|e| {
+                    self.rest_err(format!("POST {endpoint}: unexpected commit response: {e}"))
+                })?;
+                Ok(MetadataCommit::Committed {
+                    metadata_location: done.metadata_location,
+                    metadata: Box::new(done.metadata),
+                })
+            }
+            409 => Ok(MetadataCommit::Conflict(rest_message(&body))),
+            400 => Ok(MetadataCommit::Invalid(rest_message(&body))),
+            // 5xx: the commit state is unknown; the caller reloads and sees.
+            _ => Err(self.rest_err(format!(
+                "POST {endpoint}: HTTP {status}: {}",
+                rest_message(&body)
+            ))),
+        }
+    }
+
     /// Points `table` at the metadata file `next` if and only if it still points at
     /// `expected`: the same compare-and-set iceberg-rust's SQL catalog commits with.
-    pub(crate) async fn swap_metadata(
+    async fn swap_metadata(
         &self,
+        pool: &AnyPool,
+        bind_style: &SqlBindStyle,
         table: &TableIdent,
         expected: &str,
         next: &str,
     ) -> Result<bool> {
-        let sql = match self.bind_style {
+        let sql = match bind_style {
             SqlBindStyle::QMark => {
                 "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
                  WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
@@ -189,7 +369,7 @@ impl Catalog {
             .bind(table.namespace().join("."))
             .bind(table.name())
             .bind(expected)
-            .execute(&self.pool)
+            .execute(pool)
             .await
             .map_err(|source| Error::CatalogSql {
                 uri: self.uri.clone(),
@@ -199,17 +379,42 @@ impl Catalog {
     }
 }
 
-/// Opens the SQL catalog, creating the SQLite file and a local warehouse directory if needed.
+/// Opens the catalog: an Iceberg REST catalog for `http(s)://…`, else a SQL catalog (the
+/// SQLite file is created when missing). A local warehouse directory is created if needed.
 pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
-    let (uri, bind_style) = catalog_uri(&location.catalog_uri)?;
-    check_reachable(&location.catalog_uri).await?;
-    let warehouse = match &location.warehouse {
-        Some(w) => warehouse_url(w)?,
-        // The SQL catalog wants a warehouse; nothing is created under this one.
-        None => format!("file://{}", std::env::temp_dir().display()),
-    };
-    let storage = storage_factory(location.warehouse.as_deref(), &warehouse);
+    let uri = &location.catalog_uri;
+    let warehouse = location
+        .warehouse
+        .as_deref()
+        .map(warehouse_url)
+        .transpose()?;
     let s3 = location.s3.properties();
+    let backend = match is_rest(uri) {
+        true => connect_rest(uri, warehouse, &s3).await?,
+        false => connect_sql(uri, warehouse, &s3).await?,
+    };
+    Ok(Arc::new(Catalog {
+        backend,
+        uri: uri.clone(),
+        s3,
+    }))
+}
+
+fn is_rest(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
+async fn connect_sql(
+    catalog_uri: &str,
+    warehouse: Option<String>,
+    s3: &HashMap<String, String>,
+) -> Result<Backend> {
+    let (uri, bind_style) = sql_catalog_url(catalog_uri)?;
+    check_reachable(catalog_uri).await?;
+    let storage = storage_factory(warehouse.as_deref());
+    // The SQL catalog wants a warehouse; without one, nothing is created under this one.
+    let warehouse =
+        warehouse.unwrap_or_else(|| format!("file://{}", std::env::temp_dir().display()));
     let mut props = s3.clone();
     props.extend([
         (SQL_CATALOG_PROP_URI.to_string(), uri.clone()),
@@ -224,26 +429,129 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
         .load(CATALOG_NAME, props)
         .await
         .map_err(|source| Error::Catalog {
-            uri: location.catalog_uri.clone(),
+            uri: catalog_uri.to_string(),
             source: Box::new(source),
         })?;
     let pool = AnyPoolOptions::new()
         .max_connections(2)
         .connect_lazy(&uri)
         .map_err(|source| Error::CatalogSql {
-            uri: location.catalog_uri.clone(),
+            uri: catalog_uri.to_string(),
             source,
         })?;
-    Ok(Arc::new(Catalog {
+    Ok(Backend::Sql {
         sql,
         pool,
         bind_style,
-        uri: location.catalog_uri.clone(),
-        s3,
-    }))
+    })
 }
 
-fn catalog_uri(uri: &str) -> Result<(String, SqlBindStyle)> {
+/// What `GET /v1/config` answers: server settings clients merge with their own.
+#[derive(serde::Deserialize)]
+struct RestConfig {
+    #[serde(default)]
+    defaults: HashMap<String, String>,
+    #[serde(default)]
+    overrides: HashMap<String, String>,
+}
+
+/// Opens a REST catalog, asking its `/v1/config` where table endpoints are (and so whether
+/// it answers at all) as iceberg-rust's client does, so that hand-built commits go to the
+/// same place.
+async fn connect_rest(
+    catalog_uri: &str,
+    warehouse: Option<String>,
+    s3: &HashMap<String, String>,
+) -> Result<Backend> {
+    let rest_err = |message: String| Error::Rest {
+        uri: catalog_uri.to_string(),
+        message,
+    };
+    let uri = catalog_uri.trim_end_matches('/');
+    url::Url::parse(uri).map_err(|e| {
+        Error::Config(format!(
+            "catalog URI {catalog_uri:?} is not a URL: {e}; expected http(s)://HOST:PORT[/PATH]"
+        ))
+    })?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| rest_err(e.to_string()))?;
+    let endpoint = format!("{uri}/v1/config");
+    let mut request = http.get(&endpoint);
+    if let Some(warehouse) = &warehouse {
+        request = request.query(&[("warehouse", warehouse)]);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| rest_err(format!("GET {endpoint}: {e}")))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| rest_err(format!("GET {endpoint}: {e}")))?;
+    if !status.is_success() {
+        return Err(rest_err(format!(
+            "GET {endpoint}: HTTP {status}: {}",
+            rest_message(&body)
+        )));
+    }
+    let config: RestConfig = serde_json::from_str(&body).map_err(|e| {
+        rest_err(format!(
+            "GET {endpoint}: not an Iceberg REST catalog config: {e}"
+        ))
+    })?;
+    // Server overrides win over client settings, which win over server defaults.
+    let setting = |key: &str| config.overrides.get(key).or(config.defaults.get(key));
+    let root = config
+        .overrides
+        .get("uri")
+        .map_or(uri, |u| u.trim_end_matches('/'));
+    let base = match setting("prefix") {
+        Some(prefix) => format!("{root}/v1/{prefix}"),
+        None => format!("{root}/v1"),
+    };
+    let storage = storage_factory(warehouse.as_deref());
+    let mut props = s3.clone();
+    props.insert(REST_CATALOG_PROP_URI.to_string(), uri.to_string());
+    if let Some(warehouse) = warehouse {
+        props.insert(REST_CATALOG_PROP_WAREHOUSE.to_string(), warehouse);
+    }
+    let rest = RestCatalogBuilder::default()
+        .with_storage_factory(storage)
+        .load(CATALOG_NAME, props)
+        .await
+        .map_err(|source| Error::Catalog {
+            uri: catalog_uri.to_string(),
+            source: Box::new(source),
+        })?;
+    Ok(Backend::Rest {
+        rest: Box::new(rest),
+        http,
+        base,
+    })
+}
+
+/// The message of a REST error body (`{"error": {"message": …}}`), else the body itself.
+fn rest_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(500).collect())
+}
+
+fn sql_catalog_url(uri: &str) -> Result<(String, SqlBindStyle)> {
+    if !["sqlite://", "postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| uri.starts_with(scheme))
+    {
+        return Err(Error::Config(format!(
+            "catalog URI {uri:?} is not supported: expected sqlite://PATH, postgres://… \
+             or an Iceberg REST catalog http(s)://HOST:PORT[/PATH]"
+        )));
+    }
     let url = database_url(uri, "catalog")?;
     let style = match url.starts_with("sqlite:") {
         true => SqlBindStyle::QMark,
@@ -314,8 +622,8 @@ async fn check_reachable(uri: &str) -> Result<()> {
 /// Tables in a local warehouse are written with iceberg-rust's own file storage; an S3
 /// warehouse, or opening tables wherever they are, takes OpenDAL's, which follows each path's
 /// scheme (`s3://`, `file://`).
-fn storage_factory(warehouse: Option<&str>, url: &str) -> Arc<dyn StorageFactory> {
-    match warehouse.is_some() && url.starts_with("file://") {
+fn storage_factory(warehouse: Option<&str>) -> Arc<dyn StorageFactory> {
+    match warehouse.is_some_and(|url| url.starts_with("file://")) {
         true => Arc::new(LocalFsStorageFactory),
         false => Arc::new(OpenDalResolvingStorageFactory::new()),
     }

@@ -15,6 +15,9 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// A REST catalog request failed or was answered with an error.
+    #[error("catalog {uri}: {message}")]
+    Rest { uri: String, message: String },
     /// A table operation failed.
     #[error("table {table}: {op}: {source}")]
     Table {

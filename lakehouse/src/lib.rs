@@ -12,18 +12,23 @@ mod listing;
 mod maintain;
 mod offsets;
 mod replace;
+mod served;
 mod table;
 #[cfg(test)]
 mod testing;
 
 pub use catalog::{
-    check_warehouse, connect, database_url, Catalog, LakehouseLocation, S3Settings, CATALOG_NAME,
+    check_warehouse, connect, database_url, Catalog, LakehouseLocation, MetadataCommit, S3Settings,
+    CATALOG_NAME,
 };
 pub use error::{Error, Result};
+/// The REST request bodies `medallion catalog serve --read-write` takes.
+pub use iceberg_catalog_rest::{CommitTableRequest, CreateTableRequest};
 pub use increments::DataFiles;
 pub use maintain::{
     CompactOptions, CompactReport, ExpireOptions, ExpireReport, OrphanReport, RetentionReport,
 };
 pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
 pub use replace::ReplaceOutcome;
+pub use served::Served;
 pub use table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};

@@ -1,18 +1,17 @@
 //! Table maintenance: compaction, snapshot expiry, orphan-file removal and retention.
 //!
-//! Every commit here is a compare-and-set on the table's metadata location, like the
+//! Every commit here is conditional on the table's `main` branch being where it was, like the
 //! pipelines' own, so it can run while they append: a lost race is rebuilt on the new state,
 //! and nothing the pipelines committed meanwhile is lost. `state_keys` name the snapshot
 //! properties that hold a pipeline's state (Kafka offsets, cursors): maintenance commits carry
 //! their newest values forward, and expiry keeps the snapshots that hold them.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use iceberg::spec::{DataFile, Operation, Struct, TableMetadataBuilder};
-use iceberg::MetadataLocation;
+use iceberg::spec::{DataFile, Operation, Struct};
+use iceberg::TableUpdate;
 
 use crate::error::{table_err, Error, Result};
 use crate::increments::DataFiles;
@@ -189,31 +188,13 @@ impl IcebergTable {
                     ..ExpireReport::default()
                 });
             }
-            let metadata = self.table.metadata();
-            let Some(current) = self.metadata_location().map(str::to_string) else {
-                return Err(Error::Config(format!("table {name} has no metadata file")));
-            };
-            let next =
-                TableMetadataBuilder::new_from_metadata(metadata.clone(), Some(current.clone()))
-                    .remove_snapshots(&expired)
-                    .build()
-                    .map_err(table_err(&name, "metadata"))?
-                    .metadata;
-            let location = MetadataLocation::from_str(&current)
-                .map_err(table_err(&name, "metadata"))?
-                .with_next_version();
-            next.write_to(self.table.file_io(), &location)
-                .await
-                .map_err(table_err(&name, "metadata"))?;
-            // What the expired snapshots referenced is read before the swap: afterwards the
+            // What the expired snapshots referenced is read before the commit: afterwards the
             // table no longer knows them.
             let expired_files = self.referenced_files(&expired, true).await?;
-            let swapped = self
-                .catalog
-                .swap_metadata(self.table.identifier(), &current, &location.to_string())
-                .await?;
-            self.refresh().await?;
-            if swapped {
+            let updates = vec![TableUpdate::RemoveSnapshots {
+                snapshot_ids: expired,
+            }];
+            if self.commit_updates(updates).await? {
                 break (expired_files, kept);
             }
             conflicts += 1;

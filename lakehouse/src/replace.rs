@@ -1,18 +1,17 @@
 //! Commits that take data files out of a table. iceberg-rust 0.10 can only fast-append, so the
 //! manifests, the manifest list, the snapshot and the metadata file of such a commit are written
-//! here with its public spec types, and the commit is the catalog's compare-and-set on the
-//! table's metadata location, like every other commit.
+//! here with its public spec types, and committed as the snapshot to add and point `main` at,
+//! on the condition that `main` is still where it was ([`crate::Catalog::commit`]).
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::time::Duration;
 
 use iceberg::spec::{
     DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
     ManifestWriterBuilder, Operation, PartitionSpecRef, Snapshot, SnapshotReference,
-    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadataBuilder, MAIN_BRANCH,
+    SnapshotRetention, SnapshotSummaryCollector, Summary, MAIN_BRANCH,
 };
-use iceberg::MetadataLocation;
+use iceberg::TableUpdate;
 
 use crate::error::{table_err, Error, Result};
 use crate::table::{IcebergTable, StagedFiles};
@@ -83,14 +82,18 @@ impl IcebergTable {
                 Ok(staged) => staged,
                 Err(gone) => return Ok(ReplaceOutcome::FilesGone(gone)),
             };
-            let (snapshot_id, location) = staged;
-            let current = self.metadata_location().unwrap_or_default().to_string();
-            let swapped = self
-                .catalog
-                .swap_metadata(self.table.identifier(), &current, &location)
-                .await?;
-            self.refresh().await?;
-            if swapped {
+            let (snapshot_id, snapshot) = staged;
+            let updates = vec![
+                TableUpdate::AddSnapshot { snapshot },
+                TableUpdate::SetSnapshotRef {
+                    ref_name: MAIN_BRANCH.to_string(),
+                    reference: SnapshotReference::new(
+                        snapshot_id,
+                        SnapshotRetention::branch(None, None, None),
+                    ),
+                },
+            ];
+            if self.commit_updates(updates).await? {
                 return Ok(ReplaceOutcome::Committed { snapshot_id });
             }
             conflicts += 1;
@@ -104,17 +107,17 @@ impl IcebergTable {
         }
     }
 
-    /// Writes the manifests, manifest list and metadata file of a commit removing `remove` and
-    /// adding `add` on top of the current state; returns the new snapshot id and metadata
-    /// location, or the files to remove that the current state does not hold. Nothing is
-    /// visible until the metadata location is swapped (files of a lost race stay as orphans).
+    /// Writes the manifests and manifest list of a commit removing `remove` and adding `add`
+    /// on top of the current state; returns the new snapshot, or the files to remove that the
+    /// current state does not hold. Nothing is visible until the snapshot is committed (files
+    /// of a lost race stay as orphans).
     async fn stage_replacement(
         &self,
         operation: Operation,
         remove: &HashSet<String>,
         add: &[DataFile],
         properties: HashMap<String, String>,
-    ) -> Result<std::result::Result<(i64, String), Vec<String>>> {
+    ) -> Result<std::result::Result<(i64, Snapshot), Vec<String>>> {
         let name = self.name();
         let err = |op| table_err(&name, op);
         let metadata = self.table.metadata();
@@ -123,9 +126,6 @@ impl IcebergTable {
                 "table {name}: files can only be replaced in format-version 2 tables"
             )));
         }
-        let Some(current_location) = self.metadata_location() else {
-            return Err(Error::Config(format!("table {name} has no metadata file")));
-        };
         let io = self.table.file_io();
         let schema = metadata.current_schema().clone();
         let snapshot_id = new_snapshot_id(self);
@@ -271,27 +271,7 @@ impl IcebergTable {
             .with_schema_id(metadata.current_schema_id())
             .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
             .build();
-        let next = TableMetadataBuilder::new_from_metadata(
-            metadata.clone(),
-            Some(current_location.to_string()),
-        )
-        .add_snapshot(snapshot)
-        .and_then(|b| {
-            b.set_ref(
-                MAIN_BRANCH,
-                SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
-            )
-        })
-        .and_then(|b| b.build())
-        .map_err(err("metadata"))?
-        .metadata;
-        let location = MetadataLocation::from_str(current_location)
-            .map_err(err("metadata"))?
-            .with_next_version();
-        next.write_to(io, &location)
-            .await
-            .map_err(err("metadata"))?;
-        Ok(Ok((snapshot_id, location.to_string())))
+        Ok(Ok((snapshot_id, snapshot)))
     }
 }
 

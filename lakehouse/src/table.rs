@@ -11,6 +11,7 @@ use iceberg::arrow::{
 };
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::TableProperties;
+use iceberg::spec::MAIN_BRANCH;
 use iceberg::spec::{
     DataFile, DataFileFormat, Datum, ManifestEntryRef, ManifestFile, SnapshotRef, Transform,
     UnboundPartitionSpec,
@@ -26,11 +27,14 @@ use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use iceberg::writer::partitioning::PartitioningWriter;
-use iceberg::{Catalog as IcebergCatalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::{
+    Catalog as IcebergCatalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent,
+    TableRequirement, TableUpdate,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::catalog::{Catalog, PinnedCatalog};
+use crate::catalog::{Catalog, MetadataCommit, PinnedCatalog};
 use crate::error::{table_err, Error, Result};
 use crate::increments::DataFiles;
 use crate::offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
@@ -310,6 +314,38 @@ impl IcebergTable {
     pub fn snapshot_meta(&self, snapshot_id: i64) -> Option<(i64, i64)> {
         let snapshot = self.table.metadata().snapshot_by_id(snapshot_id)?;
         Some((snapshot.sequence_number(), snapshot.timestamp_ms()))
+    }
+
+    /// Commits `updates` on the condition that the table is still the state this handle holds
+    /// (the same table, `main` at the same snapshot); `false`: another writer committed first.
+    /// Either way the handle then holds the table's newest state.
+    pub(crate) async fn commit_updates(&mut self, updates: Vec<TableUpdate>) -> Result<bool> {
+        let metadata = self.table.metadata();
+        let requirements = vec![
+            TableRequirement::UuidMatch {
+                uuid: metadata.uuid(),
+            },
+            TableRequirement::RefSnapshotIdMatch {
+                r#ref: MAIN_BRANCH.to_string(),
+                snapshot_id: metadata.current_snapshot_id(),
+            },
+        ];
+        let outcome = self
+            .catalog
+            .commit(&self.table, requirements, updates)
+            .await?;
+        self.refresh().await?;
+        match outcome {
+            MetadataCommit::Committed { .. } => Ok(true),
+            MetadataCommit::Conflict(reason) => {
+                tracing::debug!(table = %self.name(), %reason, "commit conflict");
+                Ok(false)
+            }
+            MetadataCommit::Invalid(reason) => Err(Error::Config(format!(
+                "table {}: the catalog refused the commit: {reason}",
+                self.name()
+            ))),
+        }
     }
 
     /// Reloads the table from the catalog.

@@ -84,7 +84,7 @@ enum Command {
     /// Every table of the catalog: snapshots, rows, data files, last commit, pipeline state
     /// (Kafka offsets, cursors).
     Tables {
-        /// The SQL catalog: `sqlite://PATH` or `postgres://…`.
+        /// The catalog: `sqlite://PATH`, `postgres://…` or an Iceberg REST `http(s)://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
         #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
@@ -94,7 +94,7 @@ enum Command {
     /// `medallion query "SELECT count(*) FROM bronze.web_events"`.
     Query {
         sql: String,
-        /// The SQL catalog: `sqlite://PATH` or `postgres://…`.
+        /// The catalog: `sqlite://PATH`, `postgres://…` or an Iceberg REST `http(s)://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
         #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
@@ -125,8 +125,8 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// A read-only Iceberg REST catalog over the SQL catalog (for DuckDB's ATTACH, Trino,
-    /// Spark, pyiceberg).
+    /// An Iceberg REST catalog over the SQL catalog (for DuckDB's ATTACH, Trino, Spark,
+    /// pyiceberg), read-only unless `--read-write`.
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
@@ -148,6 +148,13 @@ enum CatalogCommand {
         /// The SQL catalog the pipelines write: `sqlite://PATH` or `postgres://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
+        /// Also serve namespace and table creation and table commits, so that pipelines and
+        /// other writers can use this endpoint as their catalog.
+        #[arg(long, requires = "warehouse")]
+        read_write: bool,
+        /// Where tables created through the endpoint are put (with `--read-write`).
+        #[arg(long, env = "MEDALLION_WAREHOUSE")]
+        warehouse: Option<String>,
     },
 }
 
@@ -303,10 +310,19 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             };
         }
         Command::Catalog {
-            command: CatalogCommand::Serve { addr, catalog },
+            command:
+                CatalogCommand::Serve {
+                    addr,
+                    catalog,
+                    read_write,
+                    warehouse,
+                },
         } => {
-            let catalog = connect_existing(&catalog).await?;
-            rest_catalog::serve(&addr, catalog).await?
+            let catalog = match warehouse {
+                Some(warehouse) => connect_with_warehouse(&catalog, Some(&warehouse)).await?,
+                None => connect_existing(&catalog).await?,
+            };
+            rest_catalog::serve(&addr, catalog, read_write).await?
         }
         Command::Registry {
             command: RegistryCommand::Serve { addr, store },
@@ -531,7 +547,6 @@ async fn backfill(
     Ok(())
 }
 
-/// A point in time given as RFC 3339 or as a UTC date, in microseconds since the epoch.
 /// Connects to a catalog that must exist already (a SQLite file is not created).
 async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog>> {
     if let Some(path) = uri.strip_prefix("sqlite://") {
@@ -543,9 +558,17 @@ async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog
     }
     // Reading needs no warehouse: tables carry their own locations, and S3 is reached as
     // the AWS environment variables say.
+    connect_with_warehouse(uri, None).await
+}
+
+/// Connects to the catalog `uri`, creating new tables under `warehouse`.
+async fn connect_with_warehouse(
+    uri: &str,
+    warehouse: Option<&str>,
+) -> Result<std::sync::Arc<lakehouse::Catalog>> {
     let location = lakehouse::LakehouseLocation {
         catalog_uri: uri.to_string(),
-        warehouse: None,
+        warehouse: warehouse.map(str::to_string),
         s3: Default::default(),
     };
     lakehouse::connect(&location)
@@ -553,6 +576,7 @@ async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog
         .with_context(|| format!("--catalog {uri}"))
 }
 
+/// A point in time given as RFC 3339 or as a UTC date, in microseconds since the epoch.
 fn parse_time(flag: &str, text: &str) -> Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_micros());

@@ -331,7 +331,9 @@ pub struct LakehouseSpec {
     /// `s3://BUCKET/PREFIX` (AWS S3, MinIO or another S3-compatible store; see `s3`).
     #[serde(default = "default_warehouse")]
     pub warehouse: String,
-    /// Iceberg SQL catalog: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    /// The Iceberg catalog: a SQL catalog `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`,
+    /// or a REST catalog `http(s)://HOST:PORT[/PATH]` (the warehouse is passed to it as its
+    /// `warehouse` property).
     #[serde(default = "default_catalog")]
     pub catalog: String,
     /// Endpoint, region and addressing of an `s3://` warehouse; credentials come from the

@@ -897,8 +897,8 @@ fn serve(args: &[&str], log: &Path) -> Result<(Child, String)> {
     Ok((child, url.to_string()))
 }
 
-/// `medallion catalog serve` (the read-only Iceberg REST catalog) as a child process, stopped
-/// when dropped.
+/// `medallion catalog serve` (the Iceberg REST catalog) as a child process, stopped when
+/// dropped.
 pub struct CatalogServer {
     child: Child,
     /// `http://127.0.0.1:PORT`
@@ -915,6 +915,25 @@ impl CatalogServer {
             "127.0.0.1:0",
             "--catalog",
             catalog_uri,
+        ];
+        let (child, url) = serve(&args, log)?;
+        Ok(Self { child, url })
+    }
+
+    /// Serves the catalog `catalog_uri` with `--read-write` on a free loopback port, creating
+    /// tables under `warehouse`.
+    pub fn start_read_write(catalog_uri: &str, warehouse: &Path, log: &Path) -> Result<Self> {
+        let warehouse = warehouse.to_str().context("warehouse path is not UTF-8")?;
+        let args = [
+            "catalog",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--catalog",
+            catalog_uri,
+            "--read-write",
+            "--warehouse",
+            warehouse,
         ];
         let (child, url) = serve(&args, log)?;
         Ok(Self { child, url })

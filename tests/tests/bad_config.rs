@@ -119,6 +119,16 @@ fn unreachable_broker_and_catalog_are_named() -> Result<()> {
         &spec(&broker(), "postgres://postgres@127.0.0.1:1/nowhere", "", &t),
         &["lakehouse.catalog", "127.0.0.1:1"],
     )?;
+    refused(
+        &ws,
+        &spec(&broker(), "http://127.0.0.1:1/lake", "", &t),
+        &["lakehouse.catalog", "http://127.0.0.1:1/lake/v1/config"],
+    )?;
+    refused(
+        &ws,
+        &spec(&broker(), "mysql://127.0.0.1/lake", "", &t),
+        &["lakehouse.catalog", "mysql://", "http(s)://HOST:PORT"],
+    )?;
     let missing_topic = unique("absent");
     refused(
         &ws,

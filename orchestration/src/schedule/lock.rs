@@ -45,6 +45,12 @@ const PG_KEY: &str = "hashtextextended('medallion.schedule/' || $1, 0)";
 impl JobLocks {
     /// Takes every job's lock, or fails naming the first job another scheduler holds.
     pub async fn acquire(catalog_uri: &str, jobs: &[&str]) -> Result<Self> {
+        if catalog_uri.starts_with("http://") || catalog_uri.starts_with("https://") {
+            bail!(
+                "lakehouse.catalog {catalog_uri}: the scheduler keeps its job locks in the SQL \
+                 catalog's database, so it needs a sqlite:// or postgres:// catalog, not a REST one"
+            );
+        }
         match catalog_uri.strip_prefix("sqlite://") {
             Some(path) => Self::files(path.split('?').next().unwrap_or(path), jobs),
             None => Self::postgres(catalog_uri, jobs).await,
