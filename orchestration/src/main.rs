@@ -41,6 +41,14 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         events: usize,
     },
+    /// Check a medallion command line without running it or connecting to anything: its
+    /// flags, and every key and expression of the pipeline spec or schedule file it names.
+    /// For deployment files checked in CI: `medallion check run pipelines/specs/web.toml --once`.
+    Check {
+        /// The command line to check, without `medallion`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Run a pipeline spec.
     Run {
         spec: PathBuf,
@@ -250,6 +258,7 @@ async fn main() {
 async fn dispatch(cli: Cli) -> Result<bool> {
     match cli.command {
         Command::Demo { warehouse, events } => demo::run(&warehouse, events).await?,
+        Command::Check { command } => check(&command).await?,
         Command::Run {
             spec,
             once,
@@ -331,6 +340,41 @@ async fn dispatch(cli: Cli) -> Result<bool> {
     Ok(true)
 }
 
+/// `medallion check`: parses `args` as a medallion command and checks the files it names (a
+/// schedule's jobs are checked in turn).
+async fn check(args: &[String]) -> Result<()> {
+    let argv = std::iter::once("medallion").chain(args.iter().map(String::as_str));
+    let cli = Cli::try_parse_from(argv).map_err(|e| {
+        anyhow::anyhow!(
+            "not a medallion command line: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        )
+    })?;
+    let spec = match &cli.command {
+        Command::Check { .. } => anyhow::bail!("`check` checks other commands, not itself"),
+        Command::Run { spec, .. } | Command::Backfill { spec, .. } => Some(spec.clone()),
+        Command::Maintain { command } => Some(command.spec().to_path_buf()),
+        Command::Schedule(args) => {
+            let jobs = schedule::check_file(args)?;
+            for job in &jobs {
+                Box::pin(check(job)).await?;
+            }
+            println!("ok: {} ({} jobs)", args.file().display(), jobs.len());
+            None
+        }
+        _ => None,
+    };
+    if let Some(spec) = spec {
+        let [bronze, silver, gold] = check_spec(&spec).await?;
+        println!(
+            "ok: {} ({bronze} bronze, {silver} silver, {gold} gold tables compiled)",
+            spec.display()
+        );
+    }
+    println!("ok: medallion {}", args.join(" "));
+    Ok(())
+}
+
 /// A spec with every table checked and the catalog connected.
 struct Loaded {
     spec: PipelineSpec,
@@ -343,23 +387,12 @@ struct Loaded {
 async fn load(path: &Path) -> Result<Loaded> {
     let origin = path.display().to_string();
     let spec = PipelineSpec::from_file(path)?;
-    let bronze: Vec<BronzeConfig> = spec
-        .bronze
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let config = BronzeConfig::from_spec(b, &origin, i)?;
-            match &spec.registry {
-                Some(registry) => config.read_with_registry(registry, &origin),
-                None => Ok(config),
-            }
-        })
-        .collect::<Result<_, _>>()?;
+    let bronze = bronze_configs(&spec, &origin)?;
     let catalog = lakehouse::connect(&(&spec.lakehouse).into())
         .await
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
-    let silver = silver_configs(&spec, &bronze, &catalog, &origin).await?;
-    let gold = gold_configs(&spec, &silver, &catalog, &origin).await?;
+    let silver = silver_configs(&spec, &bronze, Some(&catalog), &origin).await?;
+    let gold = gold_configs(&spec, &silver, Some(&catalog), &origin).await?;
     Ok(Loaded {
         spec,
         bronze,
@@ -367,6 +400,33 @@ async fn load(path: &Path) -> Result<Loaded> {
         gold,
         catalog,
     })
+}
+
+/// Checks a spec as `load` does, without connecting to anything: silver and gold tables
+/// compile against the columns this spec's own tables get (those reading a table another
+/// spec writes are not compiled). The number of tables per layer checked.
+async fn check_spec(path: &Path) -> Result<[usize; 3]> {
+    let origin = path.display().to_string();
+    let spec = PipelineSpec::from_file(path)?;
+    let bronze = bronze_configs(&spec, &origin)?;
+    let silver = silver_configs(&spec, &bronze, None, &origin).await?;
+    let gold = gold_configs(&spec, &silver, None, &origin).await?;
+    Ok([bronze.len(), silver.len(), gold.len()])
+}
+
+fn bronze_configs(spec: &PipelineSpec, origin: &str) -> Result<Vec<BronzeConfig>> {
+    Ok(spec
+        .bronze
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let config = BronzeConfig::from_spec(b, origin, i)?;
+            match &spec.registry {
+                Some(registry) => config.read_with_registry(registry, origin),
+                None => Ok(config),
+            }
+        })
+        .collect::<Result<_, _>>()?)
 }
 
 async fn run(
@@ -596,18 +656,22 @@ fn parse_time(flag: &str, text: &str) -> Result<i64> {
 async fn silver_configs(
     spec: &PipelineSpec,
     bronze: &[BronzeConfig],
-    catalog: &std::sync::Arc<lakehouse::Catalog>,
+    catalog: Option<&std::sync::Arc<lakehouse::Catalog>>,
     origin: &str,
 ) -> Result<Vec<SilverConfig>> {
     let mut out = Vec::new();
     for (i, s) in spec.silver.iter().enumerate() {
-        let source = match lakehouse::IcebergTable::open_if_exists(catalog.clone(), &s.source)
-            .await
-            .with_context(|| format!("{origin}: silver[{i}].source"))?
-        {
+        let existing = match catalog {
+            Some(catalog) => lakehouse::IcebergTable::open_if_exists(catalog.clone(), &s.source)
+                .await
+                .with_context(|| format!("{origin}: silver[{i}].source"))?,
+            None => None,
+        };
+        let source = match existing {
             Some(table) => table.arrow_schema().clone(),
             None => match bronze.iter().find(|b| b.table == s.source) {
                 Some(b) => bronze::table_schema(b),
+                None if catalog.is_none() => continue,
                 None => anyhow::bail!(
                     "{origin}: silver[{i}].source: table {} does not exist, and no [[bronze]] of this spec writes it",
                     s.source
@@ -624,18 +688,22 @@ async fn silver_configs(
 async fn gold_configs(
     spec: &PipelineSpec,
     silver: &[SilverConfig],
-    catalog: &std::sync::Arc<lakehouse::Catalog>,
+    catalog: Option<&std::sync::Arc<lakehouse::Catalog>>,
     origin: &str,
 ) -> Result<Vec<pipelines::gold::GoldConfig>> {
     let mut out = Vec::new();
     for (i, g) in spec.gold.iter().enumerate() {
-        let source = match lakehouse::IcebergTable::open_if_exists(catalog.clone(), &g.source)
-            .await
-            .with_context(|| format!("{origin}: gold[{i}].source"))?
-        {
+        let existing = match catalog {
+            Some(catalog) => lakehouse::IcebergTable::open_if_exists(catalog.clone(), &g.source)
+                .await
+                .with_context(|| format!("{origin}: gold[{i}].source"))?,
+            None => None,
+        };
+        let source = match existing {
             Some(table) => table.arrow_schema().clone(),
             None => match silver.iter().find(|s| s.spec.table == g.source) {
                 Some(s) => s.output().clone(),
+                None if catalog.is_none() => continue,
                 None => anyhow::bail!(
                     "{origin}: gold[{i}].source: table {} does not exist, and no [[silver]] of this spec writes it",
                     g.source

@@ -1,6 +1,6 @@
 //! `medallion maintain`: compaction, snapshot expiry, orphan removal and retention.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -72,6 +72,11 @@ pub enum MaintainCommand {
 }
 
 impl MaintainCommand {
+    /// The pipeline spec the command maintains the tables of.
+    pub fn spec(&self) -> &Path {
+        &self.target().spec
+    }
+
     fn target(&self) -> &Target {
         match self {
             Self::Compact { target, .. }

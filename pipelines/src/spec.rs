@@ -725,8 +725,11 @@ impl BronzeSpec {
     }
 }
 
-/// Deserializes a TOML config file's text; an error names `origin` (the file) and the key.
+/// Deserializes a TOML config file's text, after putting in the environment variables it
+/// names (`${NAME}`, `${NAME:-default}`); an error names `origin` (the file) and the key.
 pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    let expanded = expand_env(text, origin, |name| std::env::var(name).ok())?;
+    let text = expanded.as_str();
     toml::from_str(text).map_err(|e| {
         let at = match e.span() {
             Some(span) => {
@@ -744,6 +747,52 @@ pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Re
         };
         Error::Spec(format!("{origin}{at}: {}", e.message()))
     })
+}
+
+/// Replaces `${NAME}` with the variable's value and `${NAME:-default}` with its value, or the
+/// default when it is unset or empty, so one file serves a laptop and a deployment (addresses
+/// and credentials from the environment, as containers pass them). `$${` is a literal `${`.
+fn expand_env(text: &str, origin: &str, var: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        if rest[..at].ends_with('$') {
+            out.push_str(&rest[..at]);
+            out.push('{');
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let line = text.len() - rest.len() + at;
+        let line = text[..line].matches('\n').count() + 1;
+        let Some(end) = rest[at..].find('}') else {
+            return Err(Error::Spec(format!(
+                "{origin} (line {line}): `${{` without a closing `}}`"
+            )));
+        };
+        let inner = &rest[at + 2..at + end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::Spec(format!(
+                "{origin} (line {line}): `${{{inner}}}` is not an environment variable reference"
+            )));
+        }
+        match (var(name).filter(|v| !v.is_empty()), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                return Err(Error::Spec(format!(
+                    "{origin} (line {line}): environment variable {name} is not set (write `${{{name}:-DEFAULT}}` for a default)"
+                )))
+            }
+        }
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The dotted key whose value starts at byte `pos`, found by walking the TOML text backwards
@@ -848,6 +897,31 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn environment_variables_are_put_in_with_defaults() {
+        let var = |name: &str| match name {
+            "BROKERS" => Some("kafka:9092".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let expand = |text: &str| super::expand_env(text, "f.toml", var);
+        assert_eq!(
+            expand("b = \"${BROKERS}\"\nw = \"${WH:-./warehouse}\"\ne = \"${EMPTY:-x}\"").unwrap(),
+            "b = \"kafka:9092\"\nw = \"./warehouse\"\ne = \"x\""
+        );
+        assert_eq!(
+            expand("sql = \"$${BROKERS}\"").unwrap(),
+            "sql = \"${BROKERS}\""
+        );
+        let unset = expand("a = 1\nb = \"${NOPE}\"").unwrap_err().to_string();
+        assert!(
+            unset.contains("f.toml (line 2)") && unset.contains("NOPE"),
+            "{unset}"
+        );
+        assert!(expand("b = \"${BRO KERS}\"").is_err());
+        assert!(expand("b = \"${BROKERS\"").is_err());
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -142,3 +142,49 @@ fn unreachable_broker_and_catalog_are_named() -> Result<()> {
     )?;
     Ok(())
 }
+
+#[test]
+fn check_refuses_bad_command_lines_and_unset_variables() -> Result<()> {
+    let ws = Workspace::new()?;
+    let t = unique("check");
+    let good = spec(
+        &broker(),
+        "${MEDALLION_TEST_CATALOG:-sqlite://./warehouse/catalog.db}",
+        "",
+        &t,
+    );
+    let good = ws.write("good.toml", &good)?;
+    let good = good.to_str().unwrap_or_default();
+    let check = |args: &[&str]| -> Result<(Option<i32>, String)> {
+        let mut all = vec!["check"];
+        all.extend_from_slice(args);
+        let out = medallion_output(&all, ws.path())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains("panicked"), "{text}");
+        Ok((out.status.code(), text))
+    };
+    let (code, text) = check(&["run", good, "--once"])?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 bronze, 0 silver, 0 gold"), "{text}");
+    let (code, text) = check(&["run", good, "--onse"])?;
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("not a medallion command line") && text.contains("--onse"),
+        "{text}"
+    );
+    let (code, text) = check(&["run", "missing.toml"])?;
+    assert_eq!(code, Some(1));
+    assert!(text.contains("missing.toml"), "{text}");
+    let unset = ws.write(
+        "unset.toml",
+        &spec(&broker(), "${MEDALLION_TEST_UNSET_CATALOG}", "", &t),
+    )?;
+    let (code, text) = check(&["run", unset.to_str().unwrap_or_default()])?;
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("unset.toml (line 8)") && text.contains("MEDALLION_TEST_UNSET_CATALOG"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use anyhow::{ensure, Result};
 use e2e::{
-    assert_exactly_once, create_topic, end_offsets, medallion_output, produce, run_once, unique,
-    web_event, S3Store, Workspace,
+    assert_exactly_once, create_topic, end_offsets, medallion_output, own_broker, produce,
+    run_once, unique, web_event, S3Store, Workspace,
 };
 use serde_json::json;
 
@@ -57,6 +57,8 @@ fn medallion_ok(ws: &Workspace, args: &[&str]) -> Result<String> {
 
 #[test]
 fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Result<()> {
+    // A broker of its own: metadata timing must not depend on other tests' load.
+    let _broker = own_broker()?;
     let scratch = tempfile::tempdir()?;
     let store = S3Store::start(&scratch.path().join("s3.log"))?;
     store.create_bucket("lake")?;
@@ -67,7 +69,7 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
         &topic,
         "bronze.web_events",
         r#"{ interval = "5s", max_rows = 5000 }"#,
-        "",
+        r#"connect_timeout = "60s""#,
     )?;
     std::fs::write(&spec, std::fs::read_to_string(&spec)? + LAYERS)?;
     // 20,000 events 10 ms apart from a minute's start: 3 full minutes are final, the 4th is

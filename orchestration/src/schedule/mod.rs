@@ -12,7 +12,7 @@ mod config;
 mod lock;
 mod runs;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +61,18 @@ struct Shared {
 
 /// Runs the schedule until `--for` passes or a signal stops it; `Ok(false)` when a run had to
 /// be killed at shutdown or could not be recorded.
+impl ScheduleArgs {
+    pub fn file(&self) -> &Path {
+        &self.schedule
+    }
+}
+
+/// Reads and checks the schedule file, as `run` does first; each job's command line.
+pub fn check_file(args: &ScheduleArgs) -> Result<Vec<Vec<String>>> {
+    let (_, jobs) = ScheduleFile::load(&args.schedule)?;
+    Ok(jobs.into_iter().map(|job| job.spec.args).collect())
+}
+
 pub async fn run(args: ScheduleArgs) -> Result<bool> {
     let origin = args.schedule.display().to_string();
     let (file, jobs) = ScheduleFile::load(&args.schedule)?;
