@@ -151,10 +151,7 @@ impl Catalog {
     }
 
     pub(crate) fn catalog_err(&self) -> impl Fn(iceberg::Error) -> Error + '_ {
-        |source| Error::Catalog {
-            uri: self.uri.clone(),
-            source: Box::new(source),
-        }
+        catalog_error(&self.uri)
     }
 
     fn rest_err(&self, message: String) -> Error {
@@ -400,6 +397,14 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
     }))
 }
 
+/// An iceberg-rust error of the catalog at `uri`.
+fn catalog_error(uri: &str) -> impl Fn(iceberg::Error) -> Error + '_ {
+    move |source| Error::Catalog {
+        uri: uri.to_string(),
+        source: Box::new(source),
+    }
+}
+
 fn is_rest(uri: &str) -> bool {
     uri.starts_with("http://") || uri.starts_with("https://")
 }
@@ -428,10 +433,7 @@ async fn connect_sql(
         .with_storage_factory(storage)
         .load(CATALOG_NAME, props)
         .await
-        .map_err(|source| Error::Catalog {
-            uri: catalog_uri.to_string(),
-            source: Box::new(source),
-        })?;
+        .map_err(catalog_error(catalog_uri))?;
     let pool = AnyPoolOptions::new()
         .max_connections(2)
         .connect_lazy(&uri)
@@ -523,10 +525,7 @@ async fn connect_rest(
         .with_storage_factory(storage)
         .load(CATALOG_NAME, props)
         .await
-        .map_err(|source| Error::Catalog {
-            uri: catalog_uri.to_string(),
-            source: Box::new(source),
-        })?;
+        .map_err(catalog_error(catalog_uri))?;
     Ok(Backend::Rest {
         rest: Box::new(rest),
         http,

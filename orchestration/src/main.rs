@@ -651,6 +651,18 @@ fn parse_time(flag: &str, text: &str) -> Result<i64> {
     )
 }
 
+/// The columns of `table` when a catalog is given and has it.
+async fn existing_schema(
+    catalog: Option<&std::sync::Arc<lakehouse::Catalog>>,
+    table: &str,
+) -> Result<Option<arrow::datatypes::SchemaRef>> {
+    let Some(catalog) = catalog else {
+        return Ok(None);
+    };
+    let table = lakehouse::IcebergTable::open_if_exists(catalog.clone(), table).await?;
+    Ok(table.map(|t| t.arrow_schema().clone()))
+}
+
 /// Compiles each silver table against its source's columns: the table's in the catalog, or,
 /// before the first run, those a bronze table of this spec will be created with.
 async fn silver_configs(
@@ -661,14 +673,11 @@ async fn silver_configs(
 ) -> Result<Vec<SilverConfig>> {
     let mut out = Vec::new();
     for (i, s) in spec.silver.iter().enumerate() {
-        let existing = match catalog {
-            Some(catalog) => lakehouse::IcebergTable::open_if_exists(catalog.clone(), &s.source)
-                .await
-                .with_context(|| format!("{origin}: silver[{i}].source"))?,
-            None => None,
-        };
+        let existing = existing_schema(catalog, &s.source)
+            .await
+            .with_context(|| format!("{origin}: silver[{i}].source"))?;
         let source = match existing {
-            Some(table) => table.arrow_schema().clone(),
+            Some(schema) => schema,
             None => match bronze.iter().find(|b| b.table == s.source) {
                 Some(b) => bronze::table_schema(b),
                 None if catalog.is_none() => continue,
@@ -693,14 +702,11 @@ async fn gold_configs(
 ) -> Result<Vec<pipelines::gold::GoldConfig>> {
     let mut out = Vec::new();
     for (i, g) in spec.gold.iter().enumerate() {
-        let existing = match catalog {
-            Some(catalog) => lakehouse::IcebergTable::open_if_exists(catalog.clone(), &g.source)
-                .await
-                .with_context(|| format!("{origin}: gold[{i}].source"))?,
-            None => None,
-        };
+        let existing = existing_schema(catalog, &g.source)
+            .await
+            .with_context(|| format!("{origin}: gold[{i}].source"))?;
         let source = match existing {
-            Some(table) => table.arrow_schema().clone(),
+            Some(schema) => schema,
             None => match silver.iter().find(|s| s.spec.table == g.source) {
                 Some(s) => s.output().clone(),
                 None if catalog.is_none() => continue,

@@ -27,8 +27,12 @@ PROBES = [
 ]
 
 
-def probe(endpoint, method, path):
-    req = urllib.request.Request(endpoint + path, method=method, data=b"{}" if method == "POST" else None)
+def probe(endpoint, method, path, body=None):
+    """The status and JSON body of one request; a POST without a body sends `{}`."""
+    data = json.dumps(body).encode() if body is not None else b"{}" if method == "POST" else None
+    req = urllib.request.Request(
+        endpoint + path, method=method, data=data, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req) as resp:
             return {"status": resp.status, "body": json.loads(resp.read() or b"null")}

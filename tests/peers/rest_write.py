@@ -12,23 +12,11 @@ Usage: rest_write.py --endpoint http://127.0.0.1:PORT --table ns.name --stale-ta
 
 import argparse
 import json
-import urllib.error
-import urllib.request
 
 import pyarrow as pa
 from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.exceptions import CommitFailedException
-
-
-def post(url, body):
-    req = urllib.request.Request(
-        url, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req) as resp:
-            return {"status": resp.status, "body": json.loads(resp.read() or b"null")}
-    except urllib.error.HTTPError as e:
-        return {"status": e.code, "body": json.loads(e.read() or b"null")}
+from rest_catalog import probe
 
 
 def main():
@@ -60,8 +48,10 @@ def main():
     # A commit built on a snapshot the table's main branch is no longer at.
     ns, name = args.stale_table.split(".")
     current = catalog.load_table(args.stale_table).metadata.current_snapshot_id
-    stale_commit = post(
-        f"{args.endpoint}/v1/namespaces/{ns}/tables/{name}",
+    stale_commit = probe(
+        args.endpoint,
+        "POST",
+        f"/v1/namespaces/{ns}/tables/{name}",
         {
             "identifier": {"namespace": [ns], "name": name},
             "requirements": [{"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": current + 1}],

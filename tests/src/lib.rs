@@ -471,6 +471,84 @@ pub fn medallion_output(args: &[&str], cwd: &Path) -> Result<Output> {
         .output()?)
 }
 
+/// Runs `medallion args` in `cwd`; its stdout, or an error with its stderr.
+pub fn medallion_stdout(args: &[&str], cwd: &Path) -> Result<String> {
+    let out = medallion_output(args, cwd)?;
+    if !out.status.success() {
+        bail!(
+            "medallion {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `medallion maintain ARGS[0] --spec SPEC ARGS[1..]` in the workspace; its stdout.
+pub fn maintain(ws: &Workspace, spec: &Path, args: &[&str]) -> Result<String> {
+    let spec = spec.display().to_string();
+    let mut all = vec!["maintain", args[0], "--spec", &spec];
+    all.extend(&args[1..]);
+    medallion_stdout(&all, ws.path())
+}
+
+/// Silver and gold over a `bronze.web_events` table, so that a run goes through every layer:
+/// `silver.views` (id, user, time) and `gold.views_per_minute` (views and users per minute).
+pub const VIEW_LAYERS: &str = r#"
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
+
+[[gold]]
+table = "gold.views_per_minute"
+source = "silver.views"
+event_time = "event_time"
+window = { tumbling = "1m" }
+aggregates = [{ name = "views", fn = "count" }, { name = "users", fn = "count_distinct", expr = "user_id" }]
+"#;
+
+/// After a run over `minute_events(_, n)` on `topic` with [`VIEW_LAYERS`], as DuckDB reads
+/// the tables: bronze holds every offset once, silver every event once, and gold the minutes
+/// that are final (all but the one the last event is in), with every view of them.
+pub fn assert_view_layers(ws: &Workspace, topic: &str, partitions: i32, n: i64) -> Result<()> {
+    assert_exactly_once(ws, "bronze.web_events", &end_offsets(topic, partitions)?)?;
+    let silver = ws.duckdb(
+        "silver.views",
+        "SELECT count(*), count(DISTINCT event_id) FROM t",
+    )?;
+    assert_eq!(silver, [[serde_json::json!(n), serde_json::json!(n)]]);
+    let minutes = (n - 1) * 10 / 60_000;
+    let gold = ws.duckdb(
+        "gold.views_per_minute",
+        "SELECT count(*), CAST(sum(views) AS BIGINT) FROM t",
+    )?;
+    assert_eq!(
+        gold,
+        [[
+            serde_json::json!(minutes),
+            serde_json::json!(minutes * 6_000)
+        ]]
+    );
+    Ok(())
+}
+
+/// `n` web events of 97 users, 10 ms apart from the start of 2026 (a minute's start), ids
+/// `{prefix}-{i}`, keyed by user.
+pub fn minute_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let user = format!("u{}", i % 97);
+            let event = web_event(
+                &format!("{prefix}-{i}"),
+                &user,
+                1_767_225_600_000 + i as i64 * 10,
+            );
+            (user, event)
+        })
+        .collect()
+}
+
 /// Runs `medallion run SPEC --once` and fails with its stderr if it does.
 pub fn run_once(ws: &Workspace, spec: &Path) -> Result<()> {
     let spec = spec.to_str().context("spec path is not UTF-8")?;
@@ -908,33 +986,30 @@ pub struct CatalogServer {
 impl CatalogServer {
     /// Serves the catalog `catalog_uri` on a free loopback port.
     pub fn start(catalog_uri: &str, log: &Path) -> Result<Self> {
-        let args = [
-            "catalog",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--catalog",
-            catalog_uri,
-        ];
-        let (child, url) = serve(&args, log)?;
-        Ok(Self { child, url })
+        Self::start_with(catalog_uri, &[], log)
     }
 
     /// Serves the catalog `catalog_uri` with `--read-write` on a free loopback port, creating
     /// tables under `warehouse`.
     pub fn start_read_write(catalog_uri: &str, warehouse: &Path, log: &Path) -> Result<Self> {
         let warehouse = warehouse.to_str().context("warehouse path is not UTF-8")?;
-        let args = [
+        Self::start_with(
+            catalog_uri,
+            &["--read-write", "--warehouse", warehouse],
+            log,
+        )
+    }
+
+    fn start_with(catalog_uri: &str, extra: &[&str], log: &Path) -> Result<Self> {
+        let mut args = vec![
             "catalog",
             "serve",
             "--addr",
             "127.0.0.1:0",
             "--catalog",
             catalog_uri,
-            "--read-write",
-            "--warehouse",
-            warehouse,
         ];
+        args.extend_from_slice(extra);
         let (child, url) = serve(&args, log)?;
         Ok(Self { child, url })
     }

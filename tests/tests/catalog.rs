@@ -5,7 +5,7 @@
 //! and its REST attach), run as written, count what `medallion query` counts.
 
 use anyhow::{ensure, Context, Result};
-use e2e::{medallion_output, peer_json, readme, CatalogServer, Workspace};
+use e2e::{medallion_output, medallion_stdout, peer_json, readme, CatalogServer, Workspace};
 use serde_json::{json, Value};
 
 /// Every table the demo writes.
@@ -29,13 +29,7 @@ const DEMO_TABLES: [&str; 16] = [
 ];
 
 fn medallion_json(ws: &Workspace, args: &[&str]) -> Result<Value> {
-    let out = medallion_output(args, ws.path())?;
-    ensure!(
-        out.status.success(),
-        "medallion {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
+    serde_json::from_str(&medallion_stdout(args, ws.path())?)
         .with_context(|| format!("medallion {args:?} printed no JSON"))
 }
 

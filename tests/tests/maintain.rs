@@ -1,12 +1,11 @@
 //! Table maintenance against live pipelines: compaction while bronze and silver append,
 //! then snapshot expiry and orphan removal, checked by DuckDB and pyiceberg.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use e2e::{
-    assert_exactly_once, create_topic, end_offsets, medallion_output, produce, run_once, spawn_run,
+    assert_exactly_once, create_topic, end_offsets, maintain, produce, run_once, spawn_run,
     terminate, unique, web_event, Workspace,
 };
 use serde_json::json;
@@ -45,21 +44,6 @@ fn events(from: usize, to: usize) -> Vec<(String, Vec<u8>)> {
             (user, event)
         })
         .collect()
-}
-
-fn maintain(ws: &Workspace, spec: &Path, args: &[&str]) -> Result<String> {
-    let spec = spec.display().to_string();
-    let mut all = vec!["maintain", args[0], "--spec", &spec];
-    all.extend(&args[1..]);
-    let out = medallion_output(&all, ws.path())?;
-    if !out.status.success() {
-        bail!(
-            "medallion {all:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Rows, distinct ids and an order-free digest of the ids, as DuckDB reads the table.

@@ -7,24 +7,9 @@ use std::path::Path;
 
 use anyhow::{ensure, Result};
 use e2e::{
-    assert_exactly_once, create_topic, end_offsets, medallion_output, own_broker, produce,
-    run_once, unique, web_event, S3Store, Workspace,
+    assert_exactly_once, assert_view_layers, create_topic, end_offsets, maintain, medallion_stdout,
+    minute_events, own_broker, produce, run_once, unique, S3Store, Workspace, VIEW_LAYERS,
 };
-use serde_json::json;
-
-const LAYERS: &str = r#"
-[[silver]]
-table = "silver.views"
-source = "bronze.web_events"
-columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
-
-[[gold]]
-table = "gold.views_per_minute"
-source = "silver.views"
-event_time = "event_time"
-window = { tumbling = "1m" }
-aggregates = [{ name = "views", fn = "count" }, { name = "users", fn = "count_distinct", expr = "user_id" }]
-"#;
 
 const TABLES: [&str; 3] = ["bronze.web_events", "silver.views", "gold.views_per_minute"];
 
@@ -45,16 +30,6 @@ fn local_files(dir: &Path, suffix: &str) -> Result<usize> {
     Ok(count)
 }
 
-fn medallion_ok(ws: &Workspace, args: &[&str]) -> Result<String> {
-    let out = medallion_output(args, ws.path())?;
-    ensure!(
-        out.status.success(),
-        "medallion {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Result<()> {
     // A broker of its own: metadata timing must not depend on other tests' load.
@@ -71,30 +46,13 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
         r#"{ interval = "5s", max_rows = 5000 }"#,
         r#"connect_timeout = "60s""#,
     )?;
-    std::fs::write(&spec, std::fs::read_to_string(&spec)? + LAYERS)?;
+    std::fs::write(&spec, std::fs::read_to_string(&spec)? + VIEW_LAYERS)?;
     // 20,000 events 10 ms apart from a minute's start: 3 full minutes are final, the 4th is
     // open.
-    let events: Vec<(String, Vec<u8>)> = (0..20_000)
-        .map(|i| {
-            let user = format!("u{}", i % 97);
-            let event = web_event(&format!("e{i}"), &user, 1_767_225_600_000 + i * 10);
-            (user, event)
-        })
-        .collect();
-    produce(&topic, &events)?;
+    produce(&topic, &minute_events("e", 20_000))?;
 
     run_once(&ws, &spec)?;
-    assert_exactly_once(&ws, "bronze.web_events", &end_offsets(&topic, 3)?)?;
-    let silver = ws.duckdb(
-        "silver.views",
-        "SELECT count(*), count(DISTINCT event_id) FROM t",
-    )?;
-    assert_eq!(silver, [[json!(20_000), json!(20_000)]]);
-    let gold = ws.duckdb(
-        "gold.views_per_minute",
-        "SELECT count(*), CAST(sum(views) AS BIGINT) FROM t",
-    )?;
-    assert_eq!(gold, [[json!(3), json!(18_000)]]);
+    assert_view_layers(&ws, &topic, 3, 20_000)?;
     for table in TABLES {
         let views = ws.peer_views(table, &[])?;
         let digests: Vec<_> = views.values().map(|v| (v.rows, v.digest.clone())).collect();
@@ -121,8 +79,7 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
 
     // The catalog commands reach the store through the AWS environment alone.
     let catalog = ws.catalog_uri();
-    let counted = medallion_ok(
-        &ws,
+    let counted = medallion_stdout(
         &[
             "query",
             "SELECT count(*) AS n FROM silver.views",
@@ -131,22 +88,15 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
             "--format",
             "csv",
         ],
+        ws.path(),
     )?;
     assert_eq!(counted.trim(), "n\n20000");
 
     // Compaction rewrites the bronze files in the store; the rows stay as they were.
-    let spec_arg = spec.display().to_string();
-    let compacted = medallion_ok(
+    let compacted = maintain(
         &ws,
-        &[
-            "maintain",
-            "compact",
-            "--spec",
-            &spec_arg,
-            "--min-files",
-            "2",
-            "bronze.web_events",
-        ],
+        &spec,
+        &["compact", "--min-files", "2", "bronze.web_events"],
     )?;
     let files: Option<(u32, u32)> = compacted
         .split_once("compacted ")
@@ -159,13 +109,11 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
     assert_exactly_once(&ws, "bronze.web_events", &end_offsets(&topic, 3)?)?;
 
     // Expiry deletes the files only the expired snapshots held, from the store.
-    let expired = medallion_ok(
+    let expired = maintain(
         &ws,
+        &spec,
         &[
-            "maintain",
             "expire",
-            "--spec",
-            &spec_arg,
             "--keep-last",
             "1",
             "--max-age",
@@ -184,17 +132,10 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
     );
     store.put(&stray, "not a table file")?;
     let orphans = |extra: &[&str]| {
-        let mut args = vec![
-            "maintain",
-            "orphans",
-            "--spec",
-            &spec_arg,
-            "--older-than",
-            "0s",
-        ];
+        let mut args = vec!["orphans", "--older-than", "0s"];
         args.extend_from_slice(extra);
         args.push("bronze.web_events");
-        medallion_ok(&ws, &args)
+        maintain(&ws, &spec, &args)
     };
     let listed = orphans(&["--dry-run"])?;
     ensure!(

@@ -4,12 +4,12 @@
 //! the SQL catalog's metadata and attached to the endpoint) and pyiceberg; and pyiceberg's
 //! RestCatalog writing through the endpoint, with stale commits refused with 409.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use e2e::{
-    assert_exactly_once, create_topic, end_offsets, medallion_output, peer_json, produce, run_once,
-    unique, web_event, CatalogServer, Workspace,
+    assert_exactly_once, create_topic, end_offsets, maintain, peer_json, produce, run_once, unique,
+    web_event, CatalogServer, Workspace,
 };
 use serde_json::json;
 
@@ -60,21 +60,6 @@ aggregates = [{ name = "events", fn = "count" }]
         "the spec names the REST catalog"
     );
     ws.write("pipeline.toml", &text)
-}
-
-fn maintain(ws: &Workspace, spec: &Path, args: &[&str]) -> Result<()> {
-    let spec = spec.display().to_string();
-    let mut all = vec!["maintain", args[0], "--spec", &spec];
-    all.extend(&args[1..]);
-    let out = medallion_output(&all, ws.path())?;
-    if !out.status.success() {
-        bail!(
-            "medallion {all:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Rows, distinct ids and an order-free digest of each table, as DuckDB reads them.

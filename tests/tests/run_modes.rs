@@ -5,41 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use e2e::{
-    assert_exactly_once, create_topic, end_offsets, own_broker, produce, run_once, spawn_run,
-    unique, web_event, Workspace,
+    assert_exactly_once, assert_view_layers, create_topic, end_offsets, minute_events, own_broker,
+    produce, run_once, spawn_run, unique, Workspace, VIEW_LAYERS,
 };
 
 /// A loaded broker can be slow to answer metadata requests.
 const LOADED_BROKER: &str = r#"connect_timeout = "60s""#;
-
-/// Silver and gold over the bronze table, so `--once` runs every layer.
-const LAYERS: &str = r#"
-[[silver]]
-table = "silver.views"
-source = "bronze.web_events"
-columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
-
-[[gold]]
-table = "gold.views_per_minute"
-source = "silver.views"
-event_time = "event_time"
-window = { tumbling = "1m" }
-aggregates = [{ name = "views", fn = "count" }, { name = "users", fn = "count_distinct", expr = "user_id" }]
-"#;
-
-fn events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            let user = format!("u{}", i % 97);
-            let event = web_event(
-                &format!("{prefix}-{i}"),
-                &user,
-                1_767_225_600_000 + i as i64 * 10,
-            );
-            (user, event)
-        })
-        .collect()
-}
 
 #[test]
 fn once_commits_everything_and_a_second_once_commits_nothing() -> Result<()> {
@@ -54,25 +25,12 @@ fn once_commits_everything_and_a_second_once_commits_nothing() -> Result<()> {
         r#"{ interval = "5s", max_rows = 20000 }"#,
         LOADED_BROKER,
     )?;
-    std::fs::write(&spec, with_group(&spec, "once")? + LAYERS)?;
-    produce(&topic, &events("a", 100_000))?;
+    std::fs::write(&spec, with_group(&spec, "once")? + VIEW_LAYERS)?;
+    produce(&topic, &minute_events("a", 100_000))?;
 
     run_once(&ws, &spec)?;
-    assert_exactly_once(&ws, "bronze.web_events", &end_offsets(&topic, 3)?)?;
-    let silver = ws.duckdb(
-        "silver.views",
-        "SELECT count(*), count(DISTINCT event_id) FROM t",
-    )?;
-    assert_eq!(
-        silver,
-        [[serde_json::json!(100_000), serde_json::json!(100_000)]]
-    );
     // 100,000 events 10 ms apart: 16 full minutes are final, the 17th is still open.
-    let gold = ws.duckdb(
-        "gold.views_per_minute",
-        "SELECT count(*), CAST(sum(views) AS BIGINT) FROM t",
-    )?;
-    assert_eq!(gold, [[serde_json::json!(16), serde_json::json!(96_000)]]);
+    assert_view_layers(&ws, &topic, 3, 100_000)?;
 
     let tables = ["bronze.web_events", "silver.views", "gold.views_per_minute"];
     let before: Vec<Option<i64>> = tables
@@ -112,7 +70,7 @@ fn run_with_open_batch(ws: &Workspace, topic: &str, extra: &[&str]) -> Result<st
     // its partitions until the broker evicts it, and other tests' runs must not wait for that.
     std::fs::write(&spec, with_group(&spec, "group")?)?;
     let child = spawn_run(&spec, &ws.path().join("run.log"), extra)?;
-    produce(topic, &events("b", 5_000))?;
+    produce(topic, &minute_events("b", 5_000))?;
     std::thread::sleep(Duration::from_secs(8));
     Ok(child)
 }
@@ -178,7 +136,7 @@ fn sigterm_commits_the_open_batch_within_the_bound_and_a_restart_goes_on_exactly
     assert_exactly_once(&ws, "bronze.web_events", &consumed)?;
 
     // A restart goes on exactly where the table says.
-    produce(&topic, &events("c", 1_000))?;
+    produce(&topic, &minute_events("c", 1_000))?;
     let spec = ws.path().join("bronze_web_events.toml");
     run_once(&ws, &spec)?;
     assert_exactly_once(&ws, "bronze.web_events", &end_offsets(&topic, 2)?)?;
