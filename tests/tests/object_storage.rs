@@ -8,8 +8,10 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use e2e::{
     assert_exactly_once, assert_view_layers, create_topic, end_offsets, maintain, medallion_stdout,
-    minute_events, own_broker, produce, run_once, unique, S3Store, Workspace, VIEW_LAYERS,
+    minute_events, own_broker, peer_json, produce, run_once, unique, CatalogServer, S3Store,
+    Workspace, VIEW_LAYERS,
 };
+use serde_json::json;
 
 const TABLES: [&str; 3] = ["bronze.web_events", "silver.views", "gold.views_per_minute"];
 
@@ -91,6 +93,14 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
         ws.path(),
     )?;
     assert_eq!(counted.trim(), "n\n20000");
+    // So does the REST catalog: DuckDB attached to it (with the store's secret) counts the
+    // tables, as Trino does in the docker-compose stack.
+    let server = CatalogServer::start(&catalog, &scratch.path().join("catalog.log"))?;
+    let duck = peer_json("rest_catalog.py", &["--endpoint", &server.url])?;
+    assert_eq!(
+        duck["tables"],
+        json!({"bronze.web_events": 20_000, "gold.views_per_minute": 3, "silver.views": 20_000})
+    );
 
     // Compaction rewrites the bronze files in the store; the rows stay as they were.
     let compacted = maintain(
