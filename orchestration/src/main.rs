@@ -4,6 +4,7 @@ mod demo;
 mod generator;
 mod http;
 mod maintain_cmd;
+mod metrics_http;
 mod query_cmd;
 mod registry;
 mod rest_catalog;
@@ -63,6 +64,10 @@ enum Command {
         /// process exits anyway (status 1; the commit protocol keeps that safe).
         #[arg(long, default_value = "30s", value_parser = pipelines::spec::parse_duration, env = "MEDALLION_SHUTDOWN_TIMEOUT")]
         shutdown_timeout: std::time::Duration,
+        /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on this address,
+        /// e.g. 0.0.0.0:9464 (port 0 picks a free one; the address is printed).
+        #[arg(long, env = "MEDALLION_METRICS_ADDR")]
+        metrics_addr: Option<String>,
     },
     /// Run medallion commands (`run --once`, maintenance, reports) on cron schedules, each run
     /// recorded in the `ops.runs` table.
@@ -264,7 +269,13 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             once,
             stage,
             shutdown_timeout,
-        } => run(&spec, once, stage, shutdown_timeout).await?,
+            metrics_addr,
+        } => {
+            if let Some(addr) = metrics_addr {
+                metrics_http::spawn(&addr).await?;
+            }
+            run(&spec, once, stage, shutdown_timeout).await?
+        }
         Command::Schedule(args) => return schedule::run(args).await,
         Command::Backfill {
             table,

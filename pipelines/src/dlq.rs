@@ -19,7 +19,11 @@ pub(crate) struct DeadLetter {
     producer: FutureProducer,
     topic: String,
     stage: &'static str,
+    /// The table whose records these are, for the metrics.
+    table: String,
     in_flight: Vec<DeliveryFuture>,
+    /// Reason codes of the records in flight, counted in the metrics once acknowledged.
+    pending: BTreeMap<String, u64>,
     /// Records sent per reason code since start.
     pub counts: BTreeMap<&'static str, u64>,
 }
@@ -31,6 +35,7 @@ impl DeadLetter {
         properties: &[(String, String)],
         topic: &str,
         stage: &'static str,
+        table: &str,
         timeout: Duration,
     ) -> Result<Self> {
         let mut config = ClientConfig::new();
@@ -65,7 +70,9 @@ impl DeadLetter {
             producer,
             topic: topic.to_string(),
             stage,
+            table: table.to_string(),
             in_flight: Vec::new(),
+            pending: BTreeMap::new(),
             counts: BTreeMap::new(),
         })
     }
@@ -111,6 +118,7 @@ impl DeadLetter {
             future_record,
         )?;
         *self.counts.entry(reason).or_default() += 1;
+        *self.pending.entry(reason.to_string()).or_default() += 1;
         Ok(())
     }
 
@@ -137,7 +145,9 @@ impl DeadLetter {
         let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
             .headers(headers)
             .payload(row_json);
-        produce(&self.producer, &mut self.in_flight, &self.topic, record)
+        produce(&self.producer, &mut self.in_flight, &self.topic, record)?;
+        *self.pending.entry(reason.to_string()).or_default() += 1;
+        Ok(())
     }
 
     fn error_headers<const N: usize>(
@@ -177,6 +187,14 @@ impl DeadLetter {
                     )))
                 }
             }
+        }
+        for (reason, records) in std::mem::take(&mut self.pending) {
+            crate::metrics::count(
+                "medallion_dead_letters_total",
+                "Records produced to the dead-letter topic, by reason code",
+                &[("table", &self.table), ("reason", &reason)],
+                records,
+            );
         }
         Ok(n)
     }

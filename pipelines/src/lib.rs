@@ -6,6 +6,7 @@ mod error;
 mod follow;
 pub mod gold;
 pub mod maintain;
+pub mod metrics;
 pub mod query;
 pub mod silver;
 pub mod source;

@@ -1105,6 +1105,35 @@ pub struct S3Store {
     pub endpoint: String,
 }
 
+/// One HTTP/1.1 request to `base` (`http://HOST:PORT`) with `headers` (`Name: value\r\n`
+/// lines): the status and the body.
+pub fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.lines().next().unwrap_or_default();
+    let code = status
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("{method} {base}{path}: {status:?}"))?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((code, body.to_string()))
+}
+
 /// An `Authorization` header of the shape S3 wants.
 const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=medallion-test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
@@ -1177,22 +1206,8 @@ impl S3Store {
     /// The status of a path-style request. Moto checks that a request is signed, not the
     /// signature: an unsigned one is anonymous and may not read private objects.
     fn request(&self, method: &str, path: &str, body: &str) -> Result<u16> {
-        use std::io::{Read, Write};
-        let host = self.endpoint.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(host)?;
-        write!(
-            stream,
-            "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {SIGNED}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        let status = answer.lines().next().unwrap_or_default();
-        status
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("{method} /{path}: {status:?}"))
+        let headers = format!("Authorization: {SIGNED}\r\n");
+        Ok(http(&self.endpoint, method, &format!("/{path}"), &headers, body)?.0)
     }
 }
 

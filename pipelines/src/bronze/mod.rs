@@ -169,6 +169,8 @@ struct Stage<'a> {
     registry_retry: Option<Instant>,
     registry_backoff: Duration,
     report: BronzeReport,
+    /// `records_consumed` and `duplicates_dropped` as last counted into the metrics.
+    published: (u64, u64),
 }
 
 impl<'a> Stage<'a> {
@@ -177,6 +179,7 @@ impl<'a> Stage<'a> {
         catalog: Arc<Catalog>,
         config: &'a BronzeConfig,
     ) -> Result<Self> {
+        crate::metrics::stage_starting(&config.table);
         let table = IcebergTable::open_or_create(
             catalog.clone(),
             &TableDefinition {
@@ -192,6 +195,7 @@ impl<'a> Stage<'a> {
             &kafka.producer_properties,
             &config.dlq_topic,
             "bronze",
+            &config.table,
             kafka.connect_timeout,
         )
         .await?;
@@ -244,6 +248,7 @@ impl<'a> Stage<'a> {
                 table: config.table.clone(),
                 ..Default::default()
             },
+            published: (0, 0),
         })
     }
 
@@ -338,6 +343,7 @@ impl<'a> Stage<'a> {
     ) -> Result<()> {
         self.discard_batch();
         self.generation = Some(generation);
+        crate::metrics::stage_ready(&self.config.table);
         self.positions = start
             .iter()
             .map(|(t, p, o)| {
@@ -679,6 +685,7 @@ impl<'a> Stage<'a> {
                 crate::TABLE_COMMITS.notify_waiters();
                 self.report.commits += 1;
                 self.report.rows_written += rows as u64;
+                crate::metrics::committed(&self.config.table, rows as u64, started.elapsed());
                 let (keys, key_bytes) = self
                     .dedupe
                     .as_ref()
@@ -702,7 +709,35 @@ impl<'a> Stage<'a> {
                 self.source.command(SourceCommand::Reposition);
             }
         }
+        self.publish();
         Ok(())
+    }
+
+    /// Counts what was consumed and dropped since the last time into the metrics, and sets
+    /// the dedupe gauges.
+    fn publish(&mut self) {
+        let labels = [("table", self.config.table.as_str())];
+        let (consumed, duplicates) = self.published;
+        crate::metrics::count(
+            "medallion_records_consumed_total",
+            "Kafka records consumed",
+            &labels,
+            self.report.records_consumed - consumed,
+        );
+        crate::metrics::count(
+            "medallion_duplicates_dropped_total",
+            "Records dedupe dropped as copies of one seen within the horizon",
+            &labels,
+            self.report.duplicates_dropped - duplicates,
+        );
+        self.published = (self.report.records_consumed, self.report.duplicates_dropped);
+        if let Some(d) = &self.dedupe {
+            let help = "Keys dedupe holds in memory";
+            crate::metrics::gauge("medallion_dedupe_keys", help, &labels, d.len() as f64);
+            let help = "Approximate bytes of dedupe's keys";
+            let bytes = d.approx_bytes() as f64;
+            crate::metrics::gauge("medallion_dedupe_bytes", help, &labels, bytes);
+        }
     }
 
     fn finish_report(&mut self) {

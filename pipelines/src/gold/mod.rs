@@ -101,6 +101,7 @@ pub async fn run(
         table: spec.table.clone(),
         ..Default::default()
     };
+    crate::metrics::stage_starting(&spec.table);
     let source = open_source(
         &catalog,
         &spec.source,
@@ -127,6 +128,7 @@ pub async fn run(
         &kafka.producer_properties,
         &spec.dlq_topic(),
         "gold",
+        &spec.table,
         kafka.connect_timeout,
     )
     .await?;
@@ -140,6 +142,7 @@ pub async fn run(
         dlq,
         alerts,
     };
+    crate::metrics::stage_ready(&spec.table);
     'restore: loop {
         gold.restore().await?;
         loop {
@@ -181,6 +184,16 @@ pub async fn run(
                 report.alerts += raised;
                 report.commits += 1;
                 (report.open_windows, report.state_bytes) = gold.operator.state_size();
+                crate::metrics::committed(&spec.table, written, started.elapsed());
+                let labels = [("table", spec.table.as_str())];
+                let help = "Alerts raised (rows appended to gold.alerts)";
+                crate::metrics::count("medallion_alerts_total", help, &labels, raised);
+                let help = "Open windows (per group) after the last commit";
+                let open = report.open_windows as f64;
+                crate::metrics::gauge("medallion_open_windows", help, &labels, open);
+                let help = "Bytes the open windows' partial aggregates hold";
+                let bytes = report.state_bytes as f64;
+                crate::metrics::gauge("medallion_window_state_bytes", help, &labels, bytes);
                 crate::TABLE_COMMITS.notify_waiters();
                 tracing::info!(
                     table = %spec.table,

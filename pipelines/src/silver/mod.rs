@@ -103,6 +103,7 @@ pub async fn run(
         table: spec.table.clone(),
         ..Default::default()
     };
+    crate::metrics::stage_starting(&spec.table);
     let source = open_source(
         &catalog,
         &spec.source,
@@ -129,6 +130,7 @@ pub async fn run(
         true => None,
         false => Some(quality::Recorder::open(catalog.clone(), &table).await?),
     };
+    crate::metrics::stage_ready(&spec.table);
     loop {
         source.refresh().await?;
         let cursor = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
@@ -185,6 +187,15 @@ pub async fn run(
             report.rows_written += out.num_rows() as u64;
             report.rows_dropped += refined.dropped;
             report.commits += 1;
+            crate::metrics::committed(&spec.table, out.num_rows() as u64, started.elapsed());
+            for c in &refined.counts {
+                crate::metrics::count(
+                    "medallion_expectation_failures_total",
+                    "Rows that failed an expectation (whatever its action)",
+                    &[("table", &spec.table), ("expectation", &c.name)],
+                    c.failed,
+                );
+            }
             crate::TABLE_COMMITS.notify_waiters();
             if let Some(quality) = quality.as_mut() {
                 quality.sync(&table).await?;
@@ -215,6 +226,7 @@ async fn open_dlq(kafka: &KafkaConnection, spec: &SilverSpec) -> Result<Option<D
         &kafka.producer_properties,
         &spec.dlq_topic(),
         "silver",
+        &spec.table,
         kafka.connect_timeout,
     )
     .await?;

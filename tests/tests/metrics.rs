@@ -1,0 +1,218 @@
+//! `medallion run --metrics-addr`: scraped while the pipeline runs, the metrics equal what
+//! the tables and the dead-letter topics hold, as DuckDB, pyiceberg and a Kafka consumer read
+//! them; `/healthz` answers and `/readyz` turns ready once every stage is.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use e2e::{
+    create_topic, end_offsets, http, medallion, minute_events, own_broker, produce, produce_to,
+    read_topic, sigkill, terminate, unique, Workspace,
+};
+use serde_json::json;
+
+const LAYERS: &str = r#"
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
+expectations = [
+  { name = "not_u0", check = "user_id <> 'u0'", on_fail = "drop" },
+  { name = "not_u1", check = "user_id <> 'u1'", on_fail = "warn" },
+]
+
+[[gold]]
+table = "gold.views_per_minute"
+source = "silver.views"
+event_time = "event_time"
+window = { tumbling = "1m" }
+aggregates = [{ name = "views", fn = "count" }]
+"#;
+
+/// `name{labels}` → value, from Prometheus' text format.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+#[test]
+fn scraped_metrics_equal_the_tables_and_the_dead_letter_topics() -> Result<()> {
+    // A broker of its own: the default DLQ topics (`silver.views.dlq`) are this test's alone.
+    let _broker = own_broker()?;
+    let ws = Workspace::new()?;
+    let topic = unique("metrics");
+    create_topic(&topic, 3)?;
+    let spec = ws.web_spec(
+        &topic,
+        "bronze.web_events",
+        r#"{ interval = "1s", max_rows = 4000 }"#,
+        r#"connect_timeout = "60s""#,
+    )?;
+    std::fs::write(&spec, std::fs::read_to_string(&spec)? + LAYERS)?;
+    let events = minute_events("m", 20_000);
+    produce(&topic, &events)?;
+    // Producer retries: 500 copies dedupe drops; 40 records that are no JSON.
+    produce(&topic, &events[..500])?;
+    let malformed: Vec<(i32, Vec<u8>)> = (0..40).map(|i| (i % 3, b"{not json".to_vec())).collect();
+    produce_to(&topic, &malformed)?;
+    let total: i64 = end_offsets(&topic, 3)?.iter().sum();
+
+    let log = std::fs::File::create(ws.path().join("run.log"))?;
+    let mut child = medallion()
+        .args([
+            "run",
+            &spec.display().to_string(),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("no stdout")?;
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .trim()
+            .strip_prefix("metrics listening on ")
+            .context(format!("first line {line:?}"))?
+            .to_string();
+        assert_eq!(
+            http(&url, "GET", "/healthz", "", "")?,
+            (200, "ok\n".to_string())
+        );
+
+        // Ready once every stage has its assignment or its tables; then caught up.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while http(&url, "GET", "/readyz", "", "")?.0 != 200 {
+            if Instant::now() > deadline {
+                bail!("/readyz: {:?}", http(&url, "GET", "/readyz", "", "")?);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let metric = |m: &BTreeMap<String, f64>, key: &str| m.get(key).copied().unwrap_or(0.0);
+        let metrics = loop {
+            let m = parse(&http(&url, "GET", "/metrics", "", "")?.1);
+            let silver = metric(&m, r#"medallion_rows_written_total{table="silver.views"}"#)
+                + metric(
+                    &m,
+                    r#"medallion_dead_letters_total{table="silver.views",reason="expectation.not_u0"}"#,
+                );
+            let consumed = metric(
+                &m,
+                r#"medallion_records_consumed_total{table="bronze.web_events"}"#,
+            );
+            let gold = metric(
+                &m,
+                r#"medallion_rows_written_total{table="gold.views_per_minute"}"#,
+            );
+            if consumed == total as f64 && silver == 20_000.0 && gold == 3.0 {
+                break m;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "not caught up: consumed {consumed} of {total}, silver {silver}, gold {gold}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+
+        // What the readers count.
+        let count = |table: &str, sql: &str| -> Result<f64> {
+            let rows = ws.duckdb(table, sql)?;
+            rows.first()
+                .and_then(|r| r.first())
+                .and_then(|v| v.as_f64())
+                .context(format!("{table}: {rows:?}"))
+        };
+        let bronze_rows = count("bronze.web_events", "SELECT count(*) FROM t")?;
+        let silver_rows = count("silver.views", "SELECT count(*) FROM t")?;
+        let gold_rows = count("gold.views_per_minute", "SELECT count(*) FROM t")?;
+        let u0 = count(
+            "bronze.web_events",
+            "SELECT count(*) FROM t WHERE user_id = 'u0'",
+        )?;
+        let u1 = count(
+            "bronze.web_events",
+            "SELECT count(*) FROM t WHERE user_id = 'u1'",
+        )?;
+        let by_reason = |topic: &str| -> Result<BTreeMap<String, f64>> {
+            let mut out = BTreeMap::new();
+            for r in read_topic(topic)? {
+                *out.entry(r.header("medallion.error.reason").to_string())
+                    .or_default() += 1.0;
+            }
+            Ok(out)
+        };
+        let bronze_dlq = by_reason(&format!("{topic}.dlq"))?;
+        let silver_dlq = by_reason("silver.views.dlq")?;
+        let bronze_commits = ws.snapshot_reads("bronze.web_events")?.len() as f64;
+
+        let scraped = |key: String| metric(&metrics, &key);
+        assert_eq!(bronze_rows, 20_000.0);
+        assert_eq!(
+            scraped(r#"medallion_rows_written_total{table="bronze.web_events"}"#.into()),
+            bronze_rows
+        );
+        assert_eq!(
+            scraped(r#"medallion_rows_written_total{table="silver.views"}"#.into()),
+            silver_rows
+        );
+        assert_eq!(
+            scraped(r#"medallion_rows_written_total{table="gold.views_per_minute"}"#.into()),
+            gold_rows
+        );
+        assert_eq!(
+            scraped(r#"medallion_records_consumed_total{table="bronze.web_events"}"#.into()),
+            total as f64
+        );
+        assert_eq!(
+            scraped(r#"medallion_duplicates_dropped_total{table="bronze.web_events"}"#.into()),
+            500.0
+        );
+        assert_eq!(
+            scraped(r#"medallion_commits_total{table="bronze.web_events"}"#.into()),
+            bronze_commits
+        );
+        assert_eq!(bronze_dlq.values().sum::<f64>(), 40.0);
+        for (reason, n) in &bronze_dlq {
+            let key = format!(
+                r#"medallion_dead_letters_total{{table="bronze.web_events",reason="{reason}"}}"#
+            );
+            assert_eq!(scraped(key), *n, "bronze DLQ {reason}");
+        }
+        assert_eq!(
+            silver_dlq,
+            BTreeMap::from([("expectation.not_u0".to_string(), u0)])
+        );
+        assert_eq!(silver_rows, 20_000.0 - u0);
+        for (expectation, n) in [("not_u0", u0), ("not_u1", u1)] {
+            let key = format!(
+                r#"medallion_expectation_failures_total{{table="silver.views",expectation="{expectation}"}}"#
+            );
+            assert_eq!(scraped(key), n, "{expectation}");
+        }
+        let histogram =
+            scraped(r#"medallion_commit_seconds_count{table="bronze.web_events"}"#.into());
+        assert_eq!(histogram, bronze_commits);
+        eprintln!(
+            "{}",
+            json!({"bronze_commits": bronze_commits, "u0": u0, "bronze_dlq": bronze_dlq})
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => terminate(&mut child),
+        Err(e) => {
+            sigkill(&mut child);
+            Err(e)
+        }
+    }
+}
