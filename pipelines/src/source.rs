@@ -261,6 +261,23 @@ impl KafkaSource {
         .map_err(|e| Error::Kafka(format!("metadata query failed: {e}")))?
     }
 
+    /// Each partition's first and next offset (`(low, high)`), now, asking once.
+    pub async fn watermarks(&self, partitions: &[(String, i32)]) -> Result<Vec<(i64, i64)>> {
+        let meta = self.meta.clone();
+        let parts = partitions.to_vec();
+        tokio::task::spawn_blocking(move || {
+            parts
+                .iter()
+                .map(|(t, p)| {
+                    meta.fetch_watermarks(t, *p, Duration::from_secs(10))
+                        .map_err(|e| Error::Kafka(format!("cannot read the end of {t}[{p}]: {e}")))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Kafka(format!("watermark query failed: {e}")))?
+    }
+
     /// The offset after the last record of each partition, now. Retried with backoff: a
     /// loaded broker can be slow to answer.
     pub async fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<i64>> {
@@ -268,28 +285,14 @@ impl KafkaSource {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let meta = self.meta.clone();
-            let parts = partitions.to_vec();
-            let result = tokio::task::spawn_blocking(move || {
-                parts
-                    .iter()
-                    .map(|(t, p)| {
-                        meta.fetch_watermarks(t, *p, Duration::from_secs(10))
-                            .map(|(_, high)| high)
-                            .map_err(|e| format!("cannot read the end of {t}[{p}]: {e}"))
-                    })
-                    .collect::<std::result::Result<Vec<i64>, String>>()
-            })
-            .await
-            .map_err(|e| Error::Kafka(format!("watermark query failed: {e}")))?;
-            match result {
-                Ok(ends) => return Ok(ends),
+            match self.watermarks(partitions).await {
+                Ok(marks) => return Ok(marks.into_iter().map(|(_, high)| high).collect()),
                 Err(e) if attempt < END_OFFSET_ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Err(e) => return Err(Error::Kafka(e)),
+                Err(e) => return Err(e),
             }
         }
     }

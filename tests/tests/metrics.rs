@@ -202,6 +202,37 @@ fn scraped_metrics_equal_the_tables_and_the_dead_letter_topics() -> Result<()> {
         let histogram =
             scraped(r#"medallion_commit_seconds_count{table="bronze.web_events"}"#.into());
         assert_eq!(histogram, bronze_commits);
+
+        // Gold's watermark is behind the wall clock by the age of the newest event (the
+        // events are from 2026-01-01), less than a minute off.
+        let newest = count("silver.views", "SELECT epoch(max(event_time)) FROM t")?;
+        let now = chrono::Utc::now().timestamp() as f64;
+        let delay =
+            scraped(r#"medallion_watermark_delay_seconds{table="gold.views_per_minute"}"#.into());
+        assert!(
+            (delay - (now - newest)).abs() < 60.0,
+            "watermark delay {delay} s, newest event {} s ago",
+            now - newest
+        );
+
+        // The lag of each partition, measured every 5 s: none once caught up.
+        let lag = |partition: i32| -> Result<f64> {
+            let m = parse(&http(&url, "GET", "/metrics", "", "")?.1);
+            let key = format!(
+                r#"medallion_consumer_lag{{table="bronze.web_events",topic="{topic}",partition="{partition}"}}"#
+            );
+            m.get(&key).copied().context(format!("no {key}"))
+        };
+        let settled = Instant::now() + Duration::from_secs(15);
+        while (0..3).map(lag).collect::<Result<Vec<_>>>().ok() != Some(vec![0.0; 3]) {
+            if Instant::now() > settled {
+                bail!(
+                    "lag did not settle at 0: {:?}",
+                    (0..3).map(lag).collect::<Vec<_>>()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
         eprintln!(
             "{}",
             json!({"bronze_commits": bronze_commits, "u0": u0, "bronze_dlq": bronze_dlq})

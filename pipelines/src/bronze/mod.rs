@@ -129,6 +129,9 @@ impl Position {
 /// the topics' ends through other workers.
 const ONCE_IDLE_LIMIT: Duration = Duration::from_secs(300);
 
+/// How often each assigned partition's lag is measured for the metrics.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Runs one bronze table until `once` completes, `stop` turns true, or the source fails.
 ///
 /// On `stop` the open batch is committed and the consumer leaves its group, so the partitions
@@ -268,6 +271,8 @@ impl<'a> Stage<'a> {
             }
         };
         let mut idle_since: Option<Instant> = None;
+        let mut lag_tick = tokio::time::interval(LAG_INTERVAL);
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
             let deadline = self.batch_deadline.unwrap_or(far);
@@ -304,6 +309,7 @@ impl<'a> Stage<'a> {
                     }
                 },
                 _ = sleep_until(deadline.into()) => self.flush().await?,
+                _ = lag_tick.tick() => self.publish_lag().await,
                 _ = sleep_until(retry_at.into()), if self.registry_retry.is_some() => {
                     self.retry_held().await?;
                 }
@@ -711,6 +717,38 @@ impl<'a> Stage<'a> {
         }
         self.publish();
         Ok(())
+    }
+
+    /// Sets each assigned partition's lag in the metrics: the records in the topic that the
+    /// table does not hold yet. A failed query leaves the last values; the next tick asks again.
+    async fn publish_lag(&self) {
+        let (partitions, committed): (Vec<(String, i32)>, Vec<Option<i64>>) = self
+            .positions
+            .iter()
+            .map(|((t, p), pos)| ((t.to_string(), *p), pos.committed))
+            .unzip();
+        if partitions.is_empty() {
+            return;
+        }
+        match self.source.watermarks(&partitions).await {
+            Ok(marks) => {
+                for (((topic, partition), committed), (low, high)) in
+                    partitions.iter().zip(committed).zip(marks)
+                {
+                    let held = committed.map_or(low, |c| c.max(low));
+                    let partition = partition.to_string();
+                    let labels = [
+                        ("table", self.config.table.as_str()),
+                        ("topic", topic.as_str()),
+                        ("partition", partition.as_str()),
+                    ];
+                    let help = "Records in the partition that the table does not hold yet";
+                    let lag = (high - held).max(0) as f64;
+                    crate::metrics::gauge("medallion_consumer_lag", help, &labels, lag);
+                }
+            }
+            Err(e) => tracing::debug!(table = %self.config.table, error = %e, "lag not measured"),
+        }
     }
 
     /// Counts what was consumed and dropped since the last time into the metrics, and sets

@@ -188,6 +188,17 @@ pub async fn run(
                 let labels = [("table", spec.table.as_str())];
                 let help = "Alerts raised (rows appended to gold.alerts)";
                 crate::metrics::count("medallion_alerts_total", help, &labels, raised);
+                if let Some(watermark) = gold.operator.clock().watermark() {
+                    let help = "How far the table's watermark is behind the wall clock";
+                    let now = chrono::Utc::now().timestamp_micros();
+                    let behind = (now - watermark) as f64 / 1e6;
+                    crate::metrics::gauge(
+                        "medallion_watermark_delay_seconds",
+                        help,
+                        &labels,
+                        behind,
+                    );
+                }
                 let help = "Open windows (per group) after the last commit";
                 let open = report.open_windows as f64;
                 crate::metrics::gauge("medallion_open_windows", help, &labels, open);
