@@ -70,6 +70,8 @@ fn scraped_metrics_equal_the_tables_and_the_dead_letter_topics() -> Result<()> {
             &spec.display().to_string(),
             "--metrics-addr",
             "127.0.0.1:0",
+            "--log-format",
+            "json",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -239,11 +241,28 @@ fn scraped_metrics_equal_the_tables_and_the_dead_letter_topics() -> Result<()> {
         );
         Ok(())
     })();
-    match result {
-        Ok(()) => terminate(&mut child),
-        Err(e) => {
-            sigkill(&mut child);
-            Err(e)
-        }
+    if let Err(e) = result {
+        sigkill(&mut child);
+        return Err(e);
     }
+    terminate(&mut child)?;
+    // `--log-format json`: every log line is one JSON object; each commit is one of them.
+    let log = std::fs::read_to_string(ws.path().join("run.log"))?;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a log line is no JSON object")?;
+    let commits = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"] == "committed" && l["fields"]["table"] == "bronze.web_events"
+        })
+        .count();
+    assert!(
+        commits >= 1,
+        "no bronze commit among {} JSON log lines",
+        lines.len()
+    );
+    Ok(())
 }
