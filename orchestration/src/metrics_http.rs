@@ -2,9 +2,6 @@
 //! (`/healthz`: the process answers) and readiness (`/readyz`: every stage has its Kafka
 //! assignment or its source table, and its own table).
 
-use std::io::Write;
-
-use anyhow::Context;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -13,13 +10,7 @@ use axum::Router;
 /// Starts serving on `addr` beside the run, announcing `metrics listening on URL` on stdout
 /// (so that port 0 can be used); it ends with the process.
 pub async fn spawn(addr: &str) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-    let local = listener.local_addr()?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "metrics listening on http://{local}")?;
-    stdout.flush()?;
+    let listener = crate::http::listen(addr, "metrics").await?;
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
