@@ -381,14 +381,29 @@ impl Workspace {
 
     /// The table's current snapshot id (`None`: no commit yet, or no table).
     pub fn current_snapshot(&self, table: &str) -> Result<Option<i64>> {
+        Ok(self.current_snapshots(&[table])?.pop().flatten())
+    }
+
+    /// Each table's current snapshot id, read through one catalog connection.
+    pub fn current_snapshots(&self, tables: &[impl AsRef<str>]) -> Result<Vec<Option<i64>>> {
         let reader = OffsetReader::connect(self)?;
         reader.rt.block_on(async {
-            Ok(
-                lakehouse::IcebergTable::open_if_exists(reader.catalog.clone(), table)
-                    .await?
-                    .and_then(|t| t.current_snapshot_id()),
-            )
+            let mut out = Vec::new();
+            for table in tables {
+                let table =
+                    lakehouse::IcebergTable::open_if_exists(reader.catalog.clone(), table.as_ref())
+                        .await?;
+                out.push(table.and_then(|t| t.current_snapshot_id()));
+            }
+            Ok(out)
         })
+    }
+
+    /// Appends TOML (more tables) to a spec file this workspace wrote.
+    pub fn append(&self, spec: &Path, text: &str) -> Result<()> {
+        let mut file = std::fs::OpenOptions::new().append(true).open(spec)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        Ok(())
     }
 
     /// A snapshot property of the table, from the newest snapshot that carries it.

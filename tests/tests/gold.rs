@@ -465,16 +465,9 @@ fn backfills_rebuild_final_windows_from_all_of_silver(
         .iter()
         .map(|(s, _, _)| format!("gold.s1_{s}"))
         .collect();
-    let snapshots: Vec<_> = tables
-        .iter()
-        .map(|t| ws.current_snapshot(t))
-        .collect::<Result<_>>()?;
+    let snapshots = ws.current_snapshots(&tables)?;
     run_once(ws, spec)?;
-    let again: Vec<_> = tables
-        .iter()
-        .map(|t| ws.current_snapshot(t))
-        .collect::<Result<_>>()?;
-    assert_eq!(snapshots, again);
+    assert_eq!(snapshots, ws.current_snapshots(&tables)?);
     eprintln!("gold backfill: {rebuilt} tables rebuilt ({changed} changed by late records), 2 refused (windows not final)");
     Ok(())
 }

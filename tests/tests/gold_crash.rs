@@ -102,7 +102,7 @@ columns = [
 ]
 batch_snapshots = 1
 "#;
-    std::fs::write(&spec, std::fs::read_to_string(&spec)? + silver)?;
+    ws.append(&spec, silver)?;
     let mut rng = StdRng::seed_from_u64(17);
     let base = 1_767_225_600_000i64;
     let events: Vec<(String, Vec<u8>)> = (0..3000)

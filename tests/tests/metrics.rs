@@ -54,7 +54,7 @@ fn scraped_metrics_equal_the_tables_and_the_dead_letter_topics() -> Result<()> {
         r#"{ interval = "1s", max_rows = 4000 }"#,
         r#"connect_timeout = "60s""#,
     )?;
-    std::fs::write(&spec, std::fs::read_to_string(&spec)? + LAYERS)?;
+    ws.append(&spec, LAYERS)?;
     let events = minute_events("m", 20_000);
     produce(&topic, &events)?;
     // Producer retries: 500 copies dedupe drops; 40 records that are no JSON.

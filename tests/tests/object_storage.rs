@@ -48,7 +48,7 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
         r#"{ interval = "5s", max_rows = 5000 }"#,
         r#"connect_timeout = "60s""#,
     )?;
-    std::fs::write(&spec, std::fs::read_to_string(&spec)? + VIEW_LAYERS)?;
+    ws.append(&spec, VIEW_LAYERS)?;
     // 20,000 events 10 ms apart from a minute's start: 3 full minutes are final, the 4th is
     // open.
     produce(&topic, &minute_events("e", 20_000))?;
@@ -68,16 +68,13 @@ fn every_layer_lands_in_an_s3_warehouse_once_and_readers_find_it_there() -> Resu
     assert_eq!(local_files(ws.path(), ".metadata.json")?, 0);
 
     // A second run finds nothing new.
-    let before: Vec<Option<i64>> = TABLES
-        .iter()
-        .map(|t| ws.current_snapshot(t))
-        .collect::<Result<_>>()?;
+    let before = ws.current_snapshots(&TABLES)?;
     run_once(&ws, &spec)?;
-    let after: Vec<Option<i64>> = TABLES
-        .iter()
-        .map(|t| ws.current_snapshot(t))
-        .collect::<Result<_>>()?;
-    assert_eq!(after, before, "a second --once committed something");
+    assert_eq!(
+        ws.current_snapshots(&TABLES)?,
+        before,
+        "a second --once committed something"
+    );
 
     // The catalog commands reach the store through the AWS environment alone.
     let catalog = ws.catalog_uri();

@@ -76,10 +76,6 @@ fn contents(ws: &Workspace) -> Result<Vec<Vec<Vec<serde_json::Value>>>> {
     ])
 }
 
-fn snapshots(ws: &Workspace) -> Result<Vec<Option<i64>>> {
-    TABLES.iter().map(|t| ws.current_snapshot(t)).collect()
-}
-
 #[test]
 fn pipeline_on_the_rest_catalog_and_pyiceberg_writes_through_it() -> Result<()> {
     let ws = Workspace::new()?;
@@ -124,10 +120,14 @@ fn pipeline_on_the_rest_catalog_and_pyiceberg_writes_through_it() -> Result<()> 
     );
 
     // A second run finds nothing new and commits nothing.
-    let before = snapshots(&ws)?;
+    let before = ws.current_snapshots(&TABLES)?;
     assert!(before.iter().all(Option::is_some), "{before:?}");
     run_once(&ws, &spec)?;
-    assert_eq!(snapshots(&ws)?, before, "an idle run commits nothing");
+    assert_eq!(
+        ws.current_snapshots(&TABLES)?,
+        before,
+        "an idle run commits nothing"
+    );
 
     // Compaction and expiry, through the endpoint: the same rows, fewer files and snapshots.
     let files_before = ws.snapshot_property(TABLES[0], "total-data-files")?;

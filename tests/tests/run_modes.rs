@@ -33,19 +33,13 @@ fn once_commits_everything_and_a_second_once_commits_nothing() -> Result<()> {
     assert_view_layers(&ws, &topic, 3, 100_000)?;
 
     let tables = ["bronze.web_events", "silver.views", "gold.views_per_minute"];
-    let before: Vec<Option<i64>> = tables
-        .iter()
-        .map(|t| ws.current_snapshot(t))
-        .collect::<Result<_>>()?;
+    let before = ws.current_snapshots(&tables)?;
     let started = Instant::now();
     run_once(&ws, &spec)?;
     let second = started.elapsed();
-    let after: Vec<Option<i64>> = tables
-        .iter()
-        .map(|t| ws.current_snapshot(t))
-        .collect::<Result<_>>()?;
     assert_eq!(
-        after, before,
+        ws.current_snapshots(&tables)?,
+        before,
         "a second --once with nothing new committed something"
     );
     assert!(

@@ -62,7 +62,7 @@ const COUNTS_ORACLE: &str = "SELECT 'big_enough', count(*) FILTER (WHERE amount 
 fn spec_with_silver(ws: &Workspace, topic: &str, silver: &str) -> Result<std::path::PathBuf> {
     let spec = ws.web_spec(topic, "bronze.web_events", r#"{ interval = "1s" }"#, "")?;
     let silver = silver.replace("DLQ_TOPIC", &format!("{topic}.silver.dlq"));
-    std::fs::write(&spec, std::fs::read_to_string(&spec)? + &silver)?;
+    ws.append(&spec, &silver)?;
     Ok(spec)
 }
 
