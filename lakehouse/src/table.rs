@@ -318,7 +318,8 @@ impl IcebergTable {
 
     /// Commits `updates` on the condition that the table is still the state this handle holds
     /// (the same table, `main` at the same snapshot); `false`: another writer committed first.
-    /// Either way the handle then holds the table's newest state.
+    /// Either way the handle then holds the table's newest state: the committed metadata, or
+    /// the winner's, loaded again.
     pub(crate) async fn commit_updates(&mut self, updates: Vec<TableUpdate>) -> Result<bool> {
         let metadata = self.table.metadata();
         let requirements = vec![
@@ -334,11 +335,27 @@ impl IcebergTable {
             .catalog
             .commit(&self.table, requirements, updates)
             .await?;
-        self.refresh().await?;
         match outcome {
-            MetadataCommit::Committed { .. } => Ok(true),
+            MetadataCommit::Committed {
+                metadata_location,
+                metadata,
+            } => {
+                let name = self.name();
+                let err = |op| table_err(&name, op);
+                let table = Table::builder()
+                    .identifier(self.table.identifier().clone())
+                    .file_io(self.table.file_io().clone())
+                    .metadata(*metadata)
+                    .metadata_location(metadata_location)
+                    .runtime(iceberg::Runtime::try_current().map_err(err("load"))?)
+                    .build()
+                    .map_err(err("load"))?;
+                *self = Self::from_table(self.catalog.clone(), table)?;
+                Ok(true)
+            }
             MetadataCommit::Conflict(reason) => {
                 tracing::debug!(table = %self.name(), %reason, "commit conflict");
+                self.refresh().await?;
                 Ok(false)
             }
             MetadataCommit::Invalid(reason) => Err(Error::Config(format!(
