@@ -455,8 +455,9 @@ impl IcebergTable {
         Ok(StagedFiles { files })
     }
 
-    /// Appends `staged` and moves the stored offsets as `fence` says, in one snapshot, if and
-    /// only if the table still holds the offsets the batch started from.
+    /// Appends `staged` and moves the stored offsets as `fence` says, in one snapshot (with the
+    /// `extra` snapshot properties), if and only if the table still holds the offsets the batch
+    /// started from.
     ///
     /// A concurrent commit that leaves the batch's partitions alone (another worker's
     /// partitions) only causes a rebuild of the commit on top of it.
@@ -464,11 +465,14 @@ impl IcebergTable {
         &mut self,
         staged: StagedFiles,
         fence: &OffsetFence,
+        extra: &[(String, String)],
     ) -> Result<CommitOutcome> {
         let outcome = self
             .append_if(&staged, |table| {
                 Ok(fence.apply(&table.stored_offsets()?).map(|next| {
-                    HashMap::from([(KAFKA_OFFSETS_PROPERTY.to_string(), next.to_property())])
+                    let mut properties: HashMap<String, String> = extra.iter().cloned().collect();
+                    properties.insert(KAFKA_OFFSETS_PROPERTY.to_string(), next.to_property());
+                    properties
                 }))
             })
             .await?;
@@ -614,6 +618,32 @@ impl IcebergTable {
     /// Reads `columns` of every row.
     pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
         self.scan_rows(columns, None).await
+    }
+
+    /// Reads every column of the current snapshot's rows, stopping after the batch that reaches
+    /// `max_rows` (data-file order): a bounded sample of a large table. The rows read, and whether
+    /// the table had more.
+    pub async fn scan_first(&self, max_rows: usize) -> Result<(Vec<RecordBatch>, bool)> {
+        let name = self.name();
+        if self.table.metadata().current_snapshot().is_none() {
+            return Ok((Vec::new(), false));
+        }
+        let scan = self
+            .table
+            .scan()
+            .select_all()
+            .build()
+            .map_err(table_err(&name, "scan"))?;
+        let mut stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
+        let (mut batches, mut rows) = (Vec::new(), 0);
+        while let Some(batch) = stream.try_next().await.map_err(table_err(&name, "scan"))? {
+            if rows >= max_rows {
+                return Ok((batches, true));
+            }
+            rows += batch.num_rows();
+            batches.push(batch);
+        }
+        Ok((batches, false))
     }
 
     /// A summary property of the newest snapshot that has it, in the current snapshot's

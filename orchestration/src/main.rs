@@ -159,6 +159,45 @@ enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Data-quality reports.
+    Quality {
+        #[command(subcommand)]
+        command: QualityCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QualityCommand {
+    /// Per table of a spec: rows over time, dead letters by reason with samples, dedupe rate,
+    /// expectation pass rates, column profiles (nulls, distinct, min/max), freshness and lag,
+    /// schema versions.
+    Report {
+        /// The pipeline spec whose tables, topics and dead-letter topics are reported.
+        #[arg(long, env = "MEDALLION_SPEC")]
+        spec: PathBuf,
+        /// The period reported: commits, dead letters and expectation results this recent.
+        #[arg(long, default_value = "24h", value_parser = pipelines::spec::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write here instead of to standard output; `%Y`, `%m`, `%d`, `%H`, `%M` (UTC, now)
+        /// name one file per run, e.g. `reports/quality-%Y-%m-%d.html` for a daily job.
+        #[arg(long)]
+        out: Option<String>,
+        /// Profile at most about this many rows per table (its first data files').
+        #[arg(long, default_value_t = 1_000_000)]
+        sample_rows: usize,
+        /// Dead-letter records shown per table and reason.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Html,
+    Json,
+    Md,
 }
 
 #[derive(Subcommand)]
@@ -290,6 +329,24 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             run(&spec, once, stage, shutdown_timeout).await?
         }
         Command::Schedule(args) => return schedule::run(args).await,
+        Command::Quality {
+            command:
+                QualityCommand::Report {
+                    spec,
+                    since,
+                    format,
+                    out,
+                    sample_rows,
+                    samples,
+                },
+        } => {
+            let options = reports::Options {
+                since,
+                sample_rows,
+                samples_per_reason: samples,
+            };
+            quality_report(&spec, &options, format, out.as_deref()).await?
+        }
         Command::Backfill {
             table,
             spec,
@@ -377,6 +434,14 @@ async fn check(args: &[String]) -> Result<()> {
     let spec = match &cli.command {
         Command::Check { .. } => anyhow::bail!("`check` checks other commands, not itself"),
         Command::Run { spec, .. } | Command::Backfill { spec, .. } => Some(spec.clone()),
+        Command::Quality {
+            command: QualityCommand::Report { spec, out, .. },
+        } => {
+            if let Some(out) = out {
+                report_path(out)?;
+            }
+            Some(spec.clone())
+        }
         Command::Maintain { command } => Some(command.spec().to_path_buf()),
         Command::Schedule(args) => {
             let jobs = schedule::check_file(args)?;
@@ -658,6 +723,50 @@ async fn connect_with_warehouse(
     lakehouse::connect(&location)
         .await
         .with_context(|| format!("--catalog {uri}"))
+}
+
+async fn quality_report(
+    path: &Path,
+    options: &reports::Options,
+    format: ReportFormat,
+    out: Option<&str>,
+) -> Result<()> {
+    let origin = path.display().to_string();
+    let spec = PipelineSpec::from_file(path)?;
+    let catalog = lakehouse::connect(&(&spec.lakehouse).into())
+        .await
+        .with_context(|| format!("{origin}: lakehouse.catalog"))?;
+    let report = reports::build(&spec, &origin, catalog, options).await?;
+    let format = match format {
+        ReportFormat::Html => reports::Format::Html,
+        ReportFormat::Json => reports::Format::Json,
+        ReportFormat::Md => reports::Format::Markdown,
+    };
+    let text = reports::render(&report, format)?;
+    let Some(out) = out else {
+        print!("{text}");
+        return Ok(());
+    };
+    let file = report_path(out)?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out: creating {}", dir.display()))?;
+    }
+    std::fs::write(&file, text).with_context(|| format!("--out: writing {}", file.display()))?;
+    println!("{}", file.display());
+    Ok(())
+}
+
+/// `--out` with its strftime fields filled in for now (UTC).
+fn report_path(out: &str) -> Result<PathBuf> {
+    let mut file = String::new();
+    // Writing (not `to_string`) so that a bad `%` field is an error, not a panic.
+    std::fmt::Write::write_fmt(
+        &mut file,
+        format_args!("{}", chrono::Utc::now().format(out)),
+    )
+    .map_err(|_| anyhow::anyhow!("--out {out:?}: not a valid strftime pattern"))?;
+    Ok(PathBuf::from(file))
 }
 
 /// A point in time given as RFC 3339 or as a UTC date, in microseconds since the epoch.

@@ -173,9 +173,9 @@ impl DeadLetter {
         headers
     }
 
-    /// Waits until every queued record is acknowledged by the broker.
-    pub async fn flush(&mut self) -> Result<usize> {
-        let n = self.in_flight.len();
+    /// Waits until every queued record is acknowledged by the broker; the records flushed, by
+    /// reason code.
+    pub async fn flush(&mut self) -> Result<BTreeMap<String, u64>> {
         for delivery in self.in_flight.drain(..) {
             match delivery.await {
                 Ok(Ok(_)) => {}
@@ -188,15 +188,16 @@ impl DeadLetter {
                 }
             }
         }
-        for (reason, records) in std::mem::take(&mut self.pending) {
+        let flushed = std::mem::take(&mut self.pending);
+        for (reason, records) in &flushed {
             crate::metrics::count(
                 "medallion_dead_letters_total",
                 "Records produced to the dead-letter topic, by reason code",
-                &[("table", &self.table), ("reason", &reason)],
-                records,
+                &[("table", &self.table), ("reason", reason)],
+                *records,
             );
         }
-        Ok(n)
+        Ok(flushed)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use lakehouse::{Catalog, IcebergTable};
 use polars::prelude::{DataFrame, IntoLazy};
 use polars::sql::SQLContext;
@@ -21,14 +22,8 @@ pub async fn query(catalog: &Arc<Catalog>, sql: &str) -> Result<RecordBatch> {
         let table = IcebergTable::open(catalog.clone(), &name).await?;
         let schema = table.arrow_schema().clone();
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let mut df = frame::to_polars(&RecordBatch::new_empty(schema))
-            .map_err(|m| Error::Query(format!("{name}: {m}")))?;
-        for batch in table.scan_columns(&columns).await? {
-            let part =
-                frame::to_polars(&batch).map_err(|m| Error::Query(format!("{name}: {m}")))?;
-            df.vstack_mut(&part)
-                .map_err(|e| Error::Query(format!("{name}: {e}")))?;
-        }
+        let batches = table.scan_columns(&columns).await?;
+        let df = to_frame(schema, &batches).map_err(|m| Error::Query(format!("{name}: {m}")))?;
         ctx.register(&name, df.lazy());
     }
     let out: DataFrame = ctx
@@ -37,6 +32,16 @@ pub async fn query(catalog: &Arc<Catalog>, sql: &str) -> Result<RecordBatch> {
         // polars appends the plan up to the failure on further lines.
         .map_err(|e| Error::Query(e.to_string().lines().next().unwrap_or_default().to_string()))?;
     frame::from_polars(&out).map_err(Error::Query)
+}
+
+/// One polars data frame of `batches` (all of `schema`), sharing their buffers.
+pub fn to_frame(schema: SchemaRef, batches: &[RecordBatch]) -> Result<DataFrame, String> {
+    let mut df = frame::to_polars(&RecordBatch::new_empty(schema))?;
+    for batch in batches {
+        df.vstack_mut(&frame::to_polars(batch)?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(df)
 }
 
 /// `sql` with every unquoted `namespace.table` of `tables` written as one quoted identifier

@@ -32,6 +32,18 @@ use writers::{Lookup, Verdict, WriterSchemas};
 /// Table property holding the Avro schema the table's records are read with, once a writer
 /// schema from the registry has grown it.
 pub const READER_SCHEMA_PROPERTY: &str = "medallion.avro.reader-schema";
+/// Snapshot property of a bronze commit: what became of the batch's records (JSON
+/// [`BatchCounts`]), so that reports read exact dedupe and dead-letter counts from the tables.
+pub const BATCH_COUNTS_PROPERTY: &str = "medallion.bronze.batch";
+
+/// The records of one committed bronze batch: rows written, copies dedupe dropped and records
+/// sent to the dead-letter topic by reason code. Their sum is the records the batch consumed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchCounts {
+    pub rows: u64,
+    pub duplicates: u64,
+    pub dead_letters: BTreeMap<String, u64>,
+}
 
 /// First wait before asking an unavailable registry again; doubled up to the maximum.
 const REGISTRY_RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -174,6 +186,8 @@ struct Stage<'a> {
     report: BronzeReport,
     /// `records_consumed` and `duplicates_dropped` as last counted into the metrics.
     published: (u64, u64),
+    /// Records of the open batch that dedupe dropped.
+    batch_duplicates: u64,
 }
 
 impl<'a> Stage<'a> {
@@ -252,6 +266,7 @@ impl<'a> Stage<'a> {
                 ..Default::default()
             },
             published: (0, 0),
+            batch_duplicates: 0,
         })
     }
 
@@ -453,6 +468,7 @@ impl<'a> Stage<'a> {
                     .is_some_and(|d| d.is_duplicate(&cells, event_time));
                 if duplicate {
                     self.report.duplicates_dropped += 1;
+                    self.batch_duplicates += 1;
                 } else {
                     let now = chrono::Utc::now().timestamp_micros();
                     self.batch.push(&cells, &record, now);
@@ -647,6 +663,7 @@ impl<'a> Stage<'a> {
         self.batch.clear();
         self.batch_bytes = 0;
         self.batch_deadline = None;
+        self.batch_duplicates = 0;
         if let Some(d) = &mut self.dedupe {
             d.discard();
         }
@@ -662,7 +679,8 @@ impl<'a> Stage<'a> {
             return Ok(());
         }
         let started = Instant::now();
-        let dead = self.dlq.flush().await?;
+        let dead_letters = self.dlq.flush().await?;
+        let dead: u64 = dead_letters.values().sum();
         let rows = self.batch.rows();
         let batch = self.batch.finish().map_err(lakehouse::Error::from)?;
         self.batch_bytes = 0;
@@ -673,8 +691,19 @@ impl<'a> Stage<'a> {
                 fence.cover(topic, *partition, pos.committed, next);
             }
         }
-        match self.table.commit_append(staged, &fence).await? {
+        let counts = BatchCounts {
+            rows: rows as u64,
+            duplicates: self.batch_duplicates,
+            dead_letters,
+        };
+        let counts = serde_json::to_string(&counts).map_err(|e| Error::Stage {
+            table: self.config.table.clone(),
+            message: format!("{BATCH_COUNTS_PROPERTY}: {e}"),
+        })?;
+        let extra = [(BATCH_COUNTS_PROPERTY.to_string(), counts)];
+        match self.table.commit_append(staged, &fence, &extra).await? {
             CommitOutcome::Committed { snapshot_id } => {
+                self.batch_duplicates = 0;
                 let mut offsets = Vec::new();
                 for ((topic, partition), pos) in self.positions.iter_mut() {
                     if pos.dirty() {
