@@ -5,6 +5,7 @@ mod generator;
 mod http;
 mod maintain_cmd;
 mod metrics_http;
+mod progress;
 mod query_cmd;
 mod registry;
 mod rest_catalog;
@@ -279,6 +280,16 @@ enum Stage {
     Gold,
 }
 
+impl Command {
+    /// Whether the command does bounded work whose progress is worth showing.
+    fn has_progress(&self) -> bool {
+        matches!(
+            self,
+            Self::Run { once: true, .. } | Self::Backfill { .. } | Self::Maintain { .. }
+        )
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Kind {
     /// Web events, JSON.
@@ -290,18 +301,27 @@ enum Kind {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    // Escape codes only where a person watches; log collectors get the plain lines.
+    if cli.log_format == LogFormat::Text
+        && std::io::stderr().is_terminal()
+        && cli.command.has_progress()
+    {
+        progress::show();
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG").unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new("warn,pipelines=info,medallion=info")
             }),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(|| progress::LogWriter);
     match cli.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(false).init(),
     }
-    match dispatch(cli).await {
+    let outcome = dispatch(cli).await;
+    progress::close();
+    match outcome {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
@@ -627,6 +647,7 @@ async fn backfill(
             anyhow::bail!("{table} is a gold table: its range is on window_start, drop --column");
         }
         let r = pipelines::gold::backfill(loaded.catalog.clone(), config, from, to).await?;
+        progress::close();
         let at = |micros: i64| {
             chrono::DateTime::from_timestamp_micros(micros).map_or(micros.to_string(), |t| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -674,6 +695,7 @@ async fn backfill(
     let range = silver::TimeRange { column, from, to };
     let kafka = KafkaConnection::from(&loaded.spec.kafka);
     let r = silver::backfill(&kafka, loaded.catalog.clone(), config, &range).await?;
+    progress::close();
     println!(
         "{}: rebuilt from {} source snapshots up to {} ({} rows read): {} rows replaced by {} ({} dropped by expectations), {} files removed, {} added{}",
         r.table,

@@ -1,5 +1,6 @@
 //! `medallion maintain`: compaction, snapshot expiry, orphan removal and retention.
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use lakehouse::{CompactOptions, ExpireOptions, IcebergTable};
 use pipelines::maintain::{default_retention, followed_snapshots, STATE_PROPERTIES};
+use pipelines::progress::Unit;
 use pipelines::spec::{parse_bytes, parse_duration, PipelineSpec};
 
 /// Where the tables are.
@@ -77,6 +79,15 @@ impl MaintainCommand {
         &self.target().spec
     }
 
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Compact { .. } => "compact",
+            Self::Expire { .. } => "expire",
+            Self::Orphans { .. } => "orphans",
+            Self::Retention { .. } => "retention",
+        }
+    }
+
     fn target(&self) -> &Target {
         match self {
             Self::Compact { target, .. }
@@ -94,8 +105,14 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
     let catalog = lakehouse::connect(&(&spec.lakehouse).into())
         .await
         .with_context(|| format!("{origin}: lakehouse.catalog"))?;
+    let progress = pipelines::progress::start(
+        format!("maintain {}", command.name()),
+        Unit::Tables,
+        Some(target.tables.len() as u64),
+    );
     for name in &target.tables {
         let mut table = IcebergTable::open(catalog.clone(), name).await?;
+        let mut out = String::new();
         match command {
             MaintainCommand::Compact {
                 target_size,
@@ -107,10 +124,11 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                     min_input_files: *min_files,
                 };
                 let r = table.compact(&options, &STATE_PROPERTIES).await?;
-                println!(
+                writeln!(
+                    out,
                     "{name}: compacted {} files into {} ({} rows, {} commits, {} groups skipped): {} data files -> {}",
                     r.rewritten, r.written, r.rows, r.commits, r.skipped, r.files_before, r.files_after
-                );
+                )?;
             }
             MaintainCommand::Expire {
                 keep_last, max_age, ..
@@ -125,10 +143,11 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                     protect: followed.iter().map(|(_, s)| *s).collect(),
                 };
                 let r = table.expire_snapshots(&options, &STATE_PROPERTIES).await?;
-                println!(
+                writeln!(
+                    out,
                     "{name}: expired {} snapshots, kept {}; deleted {} data files and {} manifests and manifest lists",
                     r.expired, r.kept, r.data_files_deleted, r.metadata_files_deleted
-                );
+                )?;
             }
             MaintainCommand::Orphans {
                 older_than,
@@ -137,14 +156,15 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
             } => {
                 let r = table.remove_orphans(*older_than, *dry_run).await?;
                 let verb = if *dry_run { "would delete" } else { "deleted" };
-                println!(
+                writeln!(
+                    out,
                     "{name}: {} files scanned; {verb} {} orphans; {} unreferenced files younger than {older_than:?} left",
                     r.scanned,
                     r.orphans.len(),
                     r.young
-                );
+                )?;
                 for path in &r.orphans {
-                    println!("  {path}");
+                    writeln!(out, "  {path}")?;
                 }
             }
             MaintainCommand::Retention { keep, column, .. } => {
@@ -162,14 +182,18 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                 let r = table
                     .drop_before(&column, cutoff.timestamp_micros(), &STATE_PROPERTIES)
                     .await?;
-                println!(
+                writeln!(
+                    out,
                     "{name}: removed {} files ({} rows) with {column} before {}",
                     r.files,
                     r.rows,
                     cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                );
+                )?;
             }
         }
+        crate::progress::suspend(|| print!("{out}"));
+        progress.advance(1);
     }
+    progress.finish();
     Ok(())
 }

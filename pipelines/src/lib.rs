@@ -7,6 +7,7 @@ mod follow;
 pub mod gold;
 pub mod maintain;
 pub mod metrics;
+pub mod progress;
 pub mod query;
 pub mod silver;
 pub mod source;

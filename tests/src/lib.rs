@@ -499,6 +499,47 @@ pub fn medallion_stdout(args: &[&str], cwd: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs a command with stdout and stderr on a new pseudo-terminal of 160 columns, and prints
+/// what the terminal received (escape codes included) once the command has closed it.
+const ON_TERMINAL: &str = r#"
+import fcntl, os, pty, struct, subprocess, sys, termios
+master, slave = pty.openpty()
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+os.close(slave)
+screen = bytearray()
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:  # EIO: every writer has closed the terminal
+        break
+    if not chunk:
+        break
+    screen += chunk
+sys.stdout.buffer.write(screen)
+sys.exit(child.wait())
+"#;
+
+/// Runs `medallion args` in `cwd` on a terminal (`TERM=xterm`); what the terminal showed
+/// (stdout and stderr, as written), or an error with it if the command failed.
+pub fn medallion_on_terminal(args: &[&str], cwd: &Path) -> Result<String> {
+    let out = Command::new(python())
+        .args(["-c", ON_TERMINAL, &env("MEDALLION_BIN")])
+        .args(args)
+        .current_dir(cwd)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()?;
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "medallion {args:?} on a terminal failed ({}):\n{screen}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(screen)
+}
+
 /// `medallion maintain ARGS[0] --spec SPEC ARGS[1..]` in the workspace; its stdout.
 pub fn maintain(ws: &Workspace, spec: &Path, args: &[&str]) -> Result<String> {
     let spec = spec.display().to_string();

@@ -20,6 +20,7 @@ pub use config::{BronzeConfig, KafkaConnection, RegistryRead};
 
 use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
+use crate::progress::{self, Progress, Unit};
 use crate::source::{
     KafkaSource, OffsetLookup, SourceCommand, SourceConfig, SourceEvent, SourceRecord,
     StartPositions,
@@ -188,6 +189,8 @@ struct Stage<'a> {
     published: (u64, u64),
     /// Records of the open batch that dedupe dropped.
     batch_duplicates: u64,
+    /// Records consumed; in once mode out of those up to the end offsets at start.
+    progress: Progress,
 }
 
 impl<'a> Stage<'a> {
@@ -267,6 +270,7 @@ impl<'a> Stage<'a> {
             },
             published: (0, 0),
             batch_duplicates: 0,
+            progress: progress::start(&config.table, Unit::Records, None),
         })
     }
 
@@ -346,6 +350,7 @@ impl<'a> Stage<'a> {
             }
         }
         self.finish_report();
+        self.progress.finish();
         Ok(self.report)
     }
 
@@ -384,6 +389,16 @@ impl<'a> Stage<'a> {
             let partitions: Vec<(String, i32)> =
                 keys.iter().map(|(t, p)| (t.to_string(), *p)).collect();
             let ends = self.source.end_offsets(&partitions).await?;
+            // A partition without stored offsets is read from its start, taken as offset 0.
+            let left: i64 = keys
+                .iter()
+                .zip(&ends)
+                .map(|(key, end)| {
+                    let from = self.positions.get(key).and_then(|p| p.committed);
+                    (end - from.unwrap_or(0)).max(0)
+                })
+                .sum();
+            self.progress.set_total(self.progress.done() + left as u64);
             self.end_offsets = Some(keys.into_iter().zip(ends).collect());
         }
         Ok(())
@@ -487,6 +502,7 @@ impl<'a> Stage<'a> {
             pos.next = Some(record.offset + 1);
         }
         self.report.records_consumed += 1;
+        self.progress.advance(1);
         if self.batch_deadline.is_none() {
             self.batch_deadline = Some(Instant::now() + self.config.commit.interval);
         }

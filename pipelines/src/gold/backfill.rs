@@ -18,6 +18,7 @@ use super::alerts::Alerts;
 use super::window::{Clock, WindowKind, WindowOperator, WindowRow};
 use super::{rows, top_n, Checkpoint, GoldConfig, Output, CURSOR_PROPERTY, STATE_PROPERTY};
 use crate::error::{Error, Result};
+use crate::progress::{self, Unit};
 
 /// How many times the backfill starts over after a live run moved the cursor under it.
 const MAX_ATTEMPTS: u32 = 5;
@@ -59,6 +60,8 @@ pub async fn backfill(
     let settings = &config.settings;
     let lateness = settings.allowed_lateness;
     let keys = spec.group_by.len();
+    // Source rows read, over every attempt; their number is not known before the scan.
+    let progress = progress::start(format!("{} backfill", spec.table), Unit::Rows, None);
     for attempt in 0..MAX_ATTEMPTS {
         table.refresh().await?;
         source.refresh().await?;
@@ -116,6 +119,7 @@ pub async fn backfill(
         let mut rows_read = 0;
         for batch in source.scan_files(files).await? {
             rows_read += batch.num_rows() as u64;
+            progress.advance(batch.num_rows() as u64);
             let projected = config.projection.apply(&batch).map_err(stage_err)?;
             let (r, _) =
                 rows::records(&projected, keys, spec.aggregates.len()).map_err(stage_err)?;
@@ -176,6 +180,7 @@ pub async fn backfill(
         .await?;
         match committed {
             Some(snapshot_id) => {
+                progress.finish();
                 tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = rebuilt.len(), "backfill committed");
                 return Ok(GoldBackfillReport {
                     table: spec.table.clone(),

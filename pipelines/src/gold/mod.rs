@@ -26,7 +26,8 @@ use tokio::sync::watch;
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::{rows_as_json, DeadLetter};
 use crate::error::{Error, Result};
-use crate::follow::{open_source, wait};
+use crate::follow::{added_rows, open_source, wait};
+use crate::progress::{self, Unit};
 use aggregate::Value;
 use alerts::Alerts;
 pub use alerts::ALERTS_TABLE;
@@ -143,6 +144,7 @@ pub async fn run(
         alerts,
     };
     crate::metrics::stage_ready(&spec.table);
+    let progress = progress::start(&spec.table, Unit::Rows, None);
     'restore: loop {
         gold.restore().await?;
         loop {
@@ -154,6 +156,9 @@ pub async fn run(
                 }
                 continue;
             }
+            if let Some(rows) = added_rows(&gold.source, &pending) {
+                progress.set_total(progress.done() + rows);
+            }
             for chunk in pending.chunks(spec.batch_snapshots) {
                 let started = Instant::now();
                 let cursor = gold.cursor()?;
@@ -164,6 +169,7 @@ pub async fn run(
                     let (read, late, untimed) =
                         gold.process(*snapshot, added, Some(&mut output)).await?;
                     report.rows_read += read;
+                    progress.advance(read);
                     report.late += late;
                     report.untimed += untimed;
                 }
@@ -222,6 +228,7 @@ pub async fn run(
             }
         }
     }
+    progress.finish();
     Ok(report)
 }
 

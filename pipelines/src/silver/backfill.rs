@@ -17,6 +17,7 @@ use lakehouse::{Catalog, IcebergTable};
 use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
 use crate::bronze::KafkaConnection;
 use crate::error::{Error, Result};
+use crate::progress::{self, Unit};
 
 /// How many times the backfill starts over after a live run moved the cursor under it.
 const MAX_ATTEMPTS: u32 = 5;
@@ -134,6 +135,8 @@ pub async fn backfill(
         "to_micros": range.to,
     })
     .to_string();
+    // Source rows read, over every attempt.
+    let progress = progress::start(format!("{} backfill", spec.table), Unit::Rows, None);
     for attempt in 0..MAX_ATTEMPTS {
         report.restarts = attempt;
         table.refresh().await?;
@@ -152,13 +155,18 @@ pub async fn backfill(
             )));
         };
         let consumed = &appends[..=end];
+        if let Some(rows) = crate::follow::added_rows(&source, consumed) {
+            progress.set_total(progress.done() + rows);
+        }
 
         let mut rebuilt = Vec::new();
         let (mut rows_read, mut dropped) = (0, 0);
         let mut failures: BTreeMap<String, u64> = BTreeMap::new();
         for chunk in consumed.chunks(spec.batch_snapshots) {
             let batches = source.scan_appended(chunk).await?;
-            rows_read += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            let read = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            rows_read += read;
+            progress.advance(read);
             let label = format!(
                 "{}..={} (backfill of {range_json})",
                 chunk[0],
@@ -222,6 +230,7 @@ pub async fn backfill(
                 report.expectation_failures = failures;
                 report.files_removed = files.len() as u64;
                 report.files_added = files_added;
+                progress.finish();
                 tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = written, "backfill committed");
                 return Ok(report);
             }

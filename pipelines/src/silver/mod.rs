@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
-use crate::follow::{open_source, wait};
+use crate::follow::{added_rows, open_source, wait};
+use crate::progress::{self, Unit};
 use crate::spec::{OnFail, SilverSpec};
 pub use backfill::{backfill, BackfillReport, TimeRange};
 use expect::Expectations;
@@ -131,6 +132,7 @@ pub async fn run(
         false => Some(quality::Recorder::open(catalog.clone(), &table).await?),
     };
     crate::metrics::stage_ready(&spec.table);
+    let progress = progress::start(&spec.table, Unit::Rows, None);
     loop {
         source.refresh().await?;
         let cursor = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
@@ -147,6 +149,9 @@ pub async fn run(
                 break;
             }
             continue;
+        }
+        if let Some(rows) = added_rows(&source, &pending) {
+            progress.set_total(progress.done() + rows);
         }
         for chunk in pending.chunks(spec.batch_snapshots) {
             let started = Instant::now();
@@ -184,6 +189,7 @@ pub async fn run(
             }
             report.source_snapshots += chunk.len() as u64;
             report.rows_read += rows_read as u64;
+            progress.advance(rows_read as u64);
             report.rows_written += out.num_rows() as u64;
             report.rows_dropped += refined.dropped;
             report.commits += 1;
@@ -213,6 +219,7 @@ pub async fn run(
             break;
         }
     }
+    progress.finish();
     Ok(report)
 }
 
