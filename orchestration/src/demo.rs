@@ -233,6 +233,21 @@ pub async fn run(warehouse: &Path, events: usize) -> Result<()> {
             println!("  SELECT count(*) FROM iceberg_scan('{path}');");
         }
     }
+    // The run's data-quality report, while the in-process cluster still serves the
+    // dead-letter topics.
+    let mut report_spec = spec.clone();
+    report_spec.kafka.brokers = kafka.brokers.clone();
+    let options = reports::Options {
+        since: Duration::from_secs(24 * 3600),
+        sample_rows: 1_000_000,
+        samples_per_reason: 3,
+    };
+    let report =
+        reports::build(&report_spec, "pipelines/specs/demo.toml", catalog, &options).await?;
+    let path = abs.join("quality-report.html");
+    std::fs::write(&path, reports::render(&report, reports::Format::Html)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("\ndata-quality report: {}", path.display());
     Ok(())
 }
 

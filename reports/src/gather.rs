@@ -87,6 +87,7 @@ pub(crate) async fn report(
             }
         }
         report.expectations = expectations.get(plan.name).cloned().unwrap_or_default();
+        tracing::debug!(table = plan.name, "reported");
         tables.push(report);
     }
     let mut dlq_topics: Vec<String> = spec.bronze.iter().map(|b| b.dlq_topic()).collect();

@@ -3,6 +3,7 @@
 //! wrong): the sections it would fill say why they are empty.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lakehouse::SourceOffsets;
@@ -23,9 +24,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Payload bytes a sample shows.
 const PAYLOAD_PREVIEW: usize = 200;
 
+/// One consumer for every query of the report (a new client per topic would connect anew).
 pub(crate) struct Kafka {
-    config: ClientConfig,
-    brokers: String,
+    consumer: Result<Arc<BaseConsumer>, String>,
 }
 
 /// Which table a dead letter belongs to, when its headers do not name it.
@@ -47,23 +48,18 @@ impl Kafka {
         for (k, v) in spec.properties.iter().chain(&spec.consumer_properties) {
             config.set(k, v);
         }
-        Self {
-            config,
-            brokers: spec.brokers.clone(),
-        }
-    }
-
-    fn consumer(&self) -> Result<BaseConsumer, String> {
-        self.config
+        let consumer = config
             .create()
-            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.brokers))
+            .map(Arc::new)
+            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", spec.brokers));
+        Self { consumer }
     }
 
     /// Per partition of `topics`: the records after the table's offset.
     pub async fn lag(&self, topics: &[String], stored: &SourceOffsets) -> KafkaLag {
-        let consumer = match self.consumer() {
-            Ok(c) => c,
-            Err(e) => return lag_error(e),
+        let consumer = match &self.consumer {
+            Ok(c) => c.clone(),
+            Err(e) => return lag_error(e.clone()),
         };
         let topics = topics.to_vec();
         let stored = stored.clone();
@@ -116,16 +112,23 @@ impl Kafka {
         let mut reasons: BTreeMap<(String, String, String), (u64, VecDeque<DeadLetterSample>)> =
             BTreeMap::new();
         for topic in topics {
-            let read = match self.consumer() {
+            let read = match &self.consumer {
                 Ok(consumer) => {
+                    let consumer = consumer.clone();
                     let topic = topic.clone();
-                    tokio::task::spawn_blocking(move || read_topic(&consumer, &topic, since_ms))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r)
+                    tokio::task::spawn_blocking(move || {
+                        let read = read_topic(&consumer, &topic, since_ms);
+                        // An assigned consumer makes each later query wait for its fetches.
+                        let _ = consumer.unassign();
+                        read
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.clone()),
             };
+            tracing::debug!(topic = %topic, "dead letters read");
             match read {
                 Ok(records) => {
                     out.topics.push(DeadLetterTopic {
@@ -262,36 +265,46 @@ fn read_topic(
     topic: &str,
     since_ms: i64,
 ) -> Result<Vec<DeadRecord>, String> {
-    let mut ends: HashMap<i32, i64> = HashMap::new();
+    let mut ranges: HashMap<i32, (i64, i64)> = HashMap::new();
     let mut wanted = TopicPartitionList::new();
     for partition in partitions_of(consumer, topic)? {
-        let (_, high) = consumer
+        let (low, high) = consumer
             .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
             .map_err(|e| format!("cannot read the end of {topic}[{partition}]: {e}"))?;
-        ends.insert(partition, high);
-        wanted
-            .add_partition_offset(topic, partition, Offset::Offset(since_ms))
-            .map_err(|e| e.to_string())?;
+        if high > low {
+            ranges.insert(partition, (low, high));
+            wanted
+                .add_partition_offset(topic, partition, Offset::Offset(since_ms))
+                .map_err(|e| e.to_string())?;
+        }
     }
-    if ends.values().all(|end| *end == 0) {
+    if ranges.is_empty() {
         return Ok(Vec::new());
     }
     let starts = consumer
         .offsets_for_times(wanted, QUERY_TIMEOUT)
         .map_err(|e| format!("cannot look up {topic}'s offsets at the period's start: {e}"))?;
+    let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for element in starts.elements() {
-        let end = ends.get(&element.partition()).copied().unwrap_or(0);
-        // No record at or after the time: the partition has nothing in the period.
-        if let Offset::Offset(start) = element.offset() {
-            if start < end {
-                assignment
-                    .add_partition_offset(topic, element.partition(), Offset::Offset(start))
-                    .map_err(|e| e.to_string())?;
-                continue;
-            }
+        let partition = element.partition();
+        let Some(&(low, high)) = ranges.get(&partition) else {
+            continue;
+        };
+        let start = match element.offset() {
+            Offset::Offset(start) => start.max(low),
+            // No record at or after the time, says the broker. Not every broker keeps a time
+            // index (librdkafka's mock cluster answers so for any time), so the partition is read
+            // from its start when its newest record is in the period after all.
+            _ if newest_timestamp(consumer, topic, partition, high)? >= since_ms => low,
+            _ => high,
+        };
+        if start < high {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Offset(start))
+                .map_err(|e| e.to_string())?;
+            ends.insert(partition, high);
         }
-        ends.remove(&element.partition());
     }
     if ends.is_empty() {
         return Ok(Vec::new());
@@ -314,12 +327,12 @@ fn read_topic(
         let Some(end) = ends.get(&message.partition()).copied() else {
             continue;
         };
-        if message.offset() >= end {
-            ends.remove(&message.partition());
-            continue;
-        }
         if message.offset() + 1 >= end {
             ends.remove(&message.partition());
+        }
+        let timestamp = message.timestamp().to_millis();
+        if message.offset() >= end || timestamp.is_some_and(|t| t < since_ms) {
+            continue;
         }
         let headers = message
             .headers()
@@ -336,15 +349,56 @@ fn read_topic(
             })
             .unwrap_or_default();
         let payload = message.payload().unwrap_or_default();
-        let preview = &payload[..payload.len().min(PAYLOAD_PREVIEW)];
         records.push(DeadRecord {
             topic: topic.to_string(),
             partition: message.partition(),
             offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
+            timestamp,
             headers,
-            payload: String::from_utf8_lossy(preview).into_owned(),
+            payload: preview(payload),
         });
     }
     Ok(records)
+}
+
+/// The start of a payload as text: invalid UTF-8 replaced, control characters (Avro's binary
+/// encoding has many) written as `\xNN`.
+fn preview(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(PAYLOAD_PREVIEW)]);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The timestamp of the record before `high` in a partition (its newest), or `i64::MIN` if it
+/// has none there (a transaction marker, say).
+fn newest_timestamp(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    high: i64,
+) -> Result<i64, String> {
+    let mut one = TopicPartitionList::new();
+    one.add_partition_offset(topic, partition, Offset::Offset(high - 1))
+        .map_err(|e| e.to_string())?;
+    consumer
+        .assign(&one)
+        .map_err(|e| format!("cannot read {topic}: {e}"))?;
+    let deadline = Instant::now() + QUERY_TIMEOUT;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.partition() == partition && m.offset() >= high - 1 => {
+                return Ok(m.timestamp().to_millis().unwrap_or(i64::MIN));
+            }
+            Some(Err(e)) => return Err(format!("reading {topic}: {e}")),
+            _ => {}
+        }
+    }
+    Ok(i64::MIN)
 }

@@ -206,3 +206,47 @@ pub struct DeadLetterSample {
     /// The start of the payload as text (invalid UTF-8 replaced), at most 200 bytes.
     pub payload: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The object keys at every path of `v` (array entries merged).
+    fn keys(v: &Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let here = format!("{path}.{k}");
+                    out.insert(here.clone());
+                    keys(child, &here, out);
+                }
+            }
+            Value::Array(items) => items
+                .iter()
+                .for_each(|i| keys(i, &format!("{path}[]"), out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn documented_shape_is_the_written_shape() {
+        let doc = include_str!("../../docs/quality-report.md");
+        let example = doc
+            .split("```json\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .unwrap_or_default();
+        let documented: Value = serde_json::from_str(example).unwrap_or_default();
+        let report: QualityReport =
+            serde_json::from_value(documented.clone()).expect("the example reads as a report");
+        assert_eq!(report.kind, KIND);
+        assert_eq!(report.version, VERSION);
+        let written = serde_json::to_value(&report).unwrap_or_default();
+        let (mut a, mut b) = (Default::default(), Default::default());
+        keys(&documented, "", &mut a);
+        keys(&written, "", &mut b);
+        assert_eq!(a, b);
+        assert!(a.len() > 60, "{a:?}");
+    }
+}
