@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::model::{DeadLetterReason, ExpectationResult, QualityReport, RowsAt, TableReport};
-use crate::text::{count, duration, lag, percent, signed, value};
+use crate::text::{count, duration, lag, percent, schema_line, signed, value};
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1f2937;max-width:1200px}\
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #e5e7eb}h3{font-size:15px}\
@@ -243,14 +243,7 @@ fn table_section(out: &mut String, t: &TableReport) {
     }
     out.push_str("</table><h3>Schema versions</h3><ul>");
     for v in &t.schema_versions {
-        let _ = write!(
-            out,
-            "<li>schema {}{}: first used {}; {}</li>",
-            v.schema_id,
-            if v.current { " (current)" } else { "" },
-            esc(v.first_used.as_deref().unwrap_or("never")),
-            esc(&crate::text::changes(v))
-        );
+        let _ = write!(out, "<li>{}</li>", esc(&schema_line(v)));
     }
     out.push_str("</ul></section>");
 }

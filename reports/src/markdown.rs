@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::model::{QualityReport, TableReport};
-use crate::text::{count, duration, lag, percent, signed, value};
+use crate::text::{count, duration, lag, percent, schema_line, signed, value};
 
 pub(crate) fn render(r: &QualityReport) -> String {
     let mut out = String::new();
@@ -126,13 +126,6 @@ fn table_section(out: &mut String, t: &TableReport) {
     }
     out.push_str("\nSchema versions:\n\n");
     for v in &t.schema_versions {
-        let _ = writeln!(
-            out,
-            "- {}{}: first used {}; {}",
-            v.schema_id,
-            if v.current { " (current)" } else { "" },
-            v.first_used.as_deref().unwrap_or("never"),
-            crate::text::changes(v)
-        );
+        let _ = writeln!(out, "- {}", schema_line(v));
     }
 }

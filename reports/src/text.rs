@@ -63,7 +63,18 @@ pub(crate) fn value(v: &Value) -> String {
     }
 }
 
-pub(crate) fn changes(v: &SchemaVersion) -> String {
+/// `schema 1 (current): first used …; added a, b`.
+pub(crate) fn schema_line(v: &SchemaVersion) -> String {
+    format!(
+        "schema {}{}: first used {}; {}",
+        v.schema_id,
+        if v.current { " (current)" } else { "" },
+        v.first_used.as_deref().unwrap_or("never"),
+        changes(v)
+    )
+}
+
+fn changes(v: &SchemaVersion) -> String {
     let mut parts = Vec::new();
     if !v.added.is_empty() {
         parts.push(format!("added {}", v.added.join(", ")));

@@ -564,6 +564,49 @@ window = { tumbling = "1m" }
 aggregates = [{ name = "views", fn = "count" }, { name = "users", fn = "count_distinct", expr = "user_id" }]
 "#;
 
+/// [`VIEW_LAYERS`]' silver table with a `drop` and a `warn` expectation (on users `u0` and
+/// `u1`), and a per-minute count of its views.
+pub const EXPECTATION_LAYERS: &str = r#"
+[[silver]]
+table = "silver.views"
+source = "bronze.web_events"
+columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
+expectations = [
+  { name = "not_u0", check = "user_id <> 'u0'", on_fail = "drop" },
+  { name = "not_u1", check = "user_id <> 'u1'", on_fail = "warn" },
+]
+
+[[gold]]
+table = "gold.views_per_minute"
+source = "silver.views"
+event_time = "event_time"
+window = { tumbling = "1m" }
+aggregates = [{ name = "views", fn = "count" }]
+"#;
+
+/// A topic of 3 partitions named after `prefix` holding 20,000 [`minute_events`], 500 copies of
+/// the first of them (producer retries, which dedupe drops) and 40 records that are no JSON,
+/// and a spec of bronze (4,000-row batches) with [`EXPECTATION_LAYERS`] over it. The topic,
+/// the spec, and each partition's end offset.
+pub fn dirty_view_stream(ws: &Workspace, prefix: &str) -> Result<(String, PathBuf, Vec<i64>)> {
+    let topic = unique(prefix);
+    create_topic(&topic, 3)?;
+    let spec = ws.web_spec(
+        &topic,
+        "bronze.web_events",
+        r#"{ interval = "1s", max_rows = 4000 }"#,
+        r#"connect_timeout = "60s""#,
+    )?;
+    ws.append(&spec, EXPECTATION_LAYERS)?;
+    let events = minute_events(prefix, 20_000);
+    produce(&topic, &events)?;
+    produce(&topic, &events[..500])?;
+    let malformed: Vec<(i32, Vec<u8>)> = (0..40).map(|i| (i % 3, b"{not json".to_vec())).collect();
+    produce_to(&topic, &malformed)?;
+    let ends = end_offsets(&topic, 3)?;
+    Ok((topic, spec, ends))
+}
+
 /// After a run over `minute_events(_, n)` on `topic` with [`VIEW_LAYERS`], as DuckDB reads
 /// the tables: bronze holds every offset once, silver every event once, and gold the minutes
 /// that are final (all but the one the last event is in), with every view of them.

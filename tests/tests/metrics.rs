@@ -9,28 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use e2e::{
-    create_topic, end_offsets, http, medallion, minute_events, own_broker, produce, produce_to,
-    read_topic, sigkill, terminate, unique, Workspace,
+    dirty_view_stream, http, medallion, own_broker, read_topic, sigkill, terminate, Workspace,
 };
 use serde_json::json;
-
-const LAYERS: &str = r#"
-[[silver]]
-table = "silver.views"
-source = "bronze.web_events"
-columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
-expectations = [
-  { name = "not_u0", check = "user_id <> 'u0'", on_fail = "drop" },
-  { name = "not_u1", check = "user_id <> 'u1'", on_fail = "warn" },
-]
-
-[[gold]]
-table = "gold.views_per_minute"
-source = "silver.views"
-event_time = "event_time"
-window = { tumbling = "1m" }
-aggregates = [{ name = "views", fn = "count" }]
-"#;
 
 /// `name{labels}` → value, from Prometheus' text format.
 fn parse(text: &str) -> BTreeMap<String, f64> {
@@ -46,22 +27,9 @@ fn scraped_metrics_equal_the_tables_and_the_dead_letter_topics() -> Result<()> {
     // A broker of its own: the default DLQ topics (`silver.views.dlq`) are this test's alone.
     let _broker = own_broker()?;
     let ws = Workspace::new()?;
-    let topic = unique("metrics");
-    create_topic(&topic, 3)?;
-    let spec = ws.web_spec(
-        &topic,
-        "bronze.web_events",
-        r#"{ interval = "1s", max_rows = 4000 }"#,
-        r#"connect_timeout = "60s""#,
-    )?;
-    ws.append(&spec, LAYERS)?;
-    let events = minute_events("m", 20_000);
-    produce(&topic, &events)?;
-    // Producer retries: 500 copies dedupe drops; 40 records that are no JSON.
-    produce(&topic, &events[..500])?;
-    let malformed: Vec<(i32, Vec<u8>)> = (0..40).map(|i| (i % 3, b"{not json".to_vec())).collect();
-    produce_to(&topic, &malformed)?;
-    let total: i64 = end_offsets(&topic, 3)?.iter().sum();
+    // 20,000 events, 500 producer-retry copies, 40 records that are no JSON.
+    let (topic, spec, ends) = dirty_view_stream(&ws, "metrics")?;
+    let total: i64 = ends.iter().sum();
 
     let log = std::fs::File::create(ws.path().join("run.log"))?;
     let mut child = medallion()

@@ -7,28 +7,23 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use e2e::{
-    create_topic, end_offsets, medallion_output, medallion_stdout, minute_events, own_broker,
-    peer_json, produce, produce_to, read_topic, unique, Workspace,
+    dirty_view_stream, medallion_output, medallion_stdout, own_broker, peer_json, read_topic,
+    Workspace,
 };
 use serde_json::Value;
 
-const LAYERS: &str = r#"
-[[silver]]
-table = "silver.views"
-source = "bronze.web_events"
-columns = [{ name = "event_id", expr = "event_id" }, { name = "user_id", expr = "user_id" }, { name = "event_time", expr = "event_time" }]
-expectations = [
-  { name = "not_u0", check = "user_id <> 'u0'", on_fail = "drop" },
-  { name = "not_u1", check = "user_id <> 'u1'", on_fail = "warn" },
-]
-
-[[gold]]
-table = "gold.views_per_minute"
-source = "silver.views"
-event_time = "event_time"
-window = { tumbling = "1m" }
-aggregates = [{ name = "views", fn = "count" }]
-"#;
+/// `records` of each `{table, reason, records}` entry of a JSON array.
+fn by_table_and_reason(entries: &Value) -> Result<BTreeMap<(String, String), f64>> {
+    entries
+        .as_array()
+        .context("no array of dead-letter reasons")?
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            Ok(((text("table"), text("reason")), num(&r["records"])?))
+        })
+        .collect()
+}
 
 const TABLES: [&str; 3] = ["bronze.web_events", "silver.views", "gold.views_per_minute"];
 
@@ -44,21 +39,8 @@ fn report_numbers_equal_duckdb_and_the_dead_letter_topics_and_chromium_shows_the
 ) -> Result<()> {
     let _broker = own_broker()?;
     let ws = Workspace::new()?;
-    let topic = unique("quality");
-    create_topic(&topic, 3)?;
-    let spec = ws.web_spec(
-        &topic,
-        "bronze.web_events",
-        r#"{ interval = "1s", max_rows = 4000 }"#,
-        r#"connect_timeout = "60s""#,
-    )?;
-    ws.append(&spec, LAYERS)?;
-    let events = minute_events("q", 20_000);
-    produce(&topic, &events)?;
-    produce(&topic, &events[..500])?;
-    let malformed: Vec<(i32, Vec<u8>)> = (0..40).map(|i| (i % 3, b"{not json".to_vec())).collect();
-    produce_to(&topic, &malformed)?;
-    let ends = end_offsets(&topic, 3)?;
+    // 20,000 events, 500 producer-retry copies, 40 records that are no JSON.
+    let (topic, spec, ends) = dirty_view_stream(&ws, "quality")?;
     let total: i64 = ends.iter().sum();
     let spec_arg = spec.display().to_string();
     medallion_stdout(&["run", &spec_arg, "--once"], ws.path())?;
@@ -255,18 +237,7 @@ fn report_numbers_equal_duckdb_and_the_dead_letter_topics_and_chromium_shows_the
                 .or_default() += 1.0;
         }
     }
-    let reported: BTreeMap<(String, String), f64> = report["dead_letters"]["reasons"]
-        .as_array()
-        .context("reasons")?
-        .iter()
-        .map(|r| {
-            let key = (
-                r["table"].as_str().unwrap_or_default().to_string(),
-                r["reason"].as_str().unwrap_or_default().to_string(),
-            );
-            Ok((key, num(&r["records"])?))
-        })
-        .collect::<Result<_>>()?;
+    let reported = by_table_and_reason(&report["dead_letters"]["reasons"])?;
     assert_eq!(reported, read);
     assert_eq!(
         reported.get(&("silver.views".to_string(), "expectation.not_u0".to_string())),
@@ -342,19 +313,7 @@ fn report_numbers_equal_duckdb_and_the_dead_letter_topics_and_chromium_shows_the
     let shown_expectations = &page["sections"]["silver.views"]["expectations"];
     assert_eq!(num(&shown_expectations["not_u0"]["failed"])?, u0);
     assert_eq!(num(&shown_expectations["not_u1"]["failed"])?, u1);
-    let shown_dlq: BTreeMap<(String, String), f64> = page["dead_letters"]
-        .as_array()
-        .context("page dead letters")?
-        .iter()
-        .map(|r| {
-            let key = (
-                r["table"].as_str().unwrap_or_default().to_string(),
-                r["reason"].as_str().unwrap_or_default().to_string(),
-            );
-            Ok((key, num(&r["records"])?))
-        })
-        .collect::<Result<_>>()?;
-    assert_eq!(shown_dlq, read);
+    assert_eq!(by_table_and_reason(&page["dead_letters"])?, read);
     // Drawn: three rows-over-time lines (blue), the expectations' passed (green) and the
     // failures and dead letters (red) bars, each many pixels.
     let pixels = &page["screenshot"]["pixels"];
