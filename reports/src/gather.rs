@@ -69,7 +69,7 @@ pub(crate) async fn report(
         });
     }
     let expectations = expectation_results(&catalog, since_ms).await?;
-    let kafka = kafka::Kafka::new(&spec.kafka);
+    let kafka = kafka::Kafka::connect(&spec.kafka).await;
     let mut tables = Vec::new();
     let mut missing_tables = Vec::new();
     for plan in &planned {

@@ -38,7 +38,9 @@ pub(crate) struct Attribution {
 }
 
 impl Kafka {
-    pub fn new(spec: &KafkaSpec) -> Self {
+    /// A consumer of the cluster, once it has answered a metadata request: an unreachable
+    /// cluster is found once, and every section that needs it then says so at once.
+    pub async fn connect(spec: &KafkaSpec) -> Self {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &spec.brokers)
@@ -48,10 +50,22 @@ impl Kafka {
         for (k, v) in spec.properties.iter().chain(&spec.consumer_properties) {
             config.set(k, v);
         }
-        let consumer = config
-            .create()
-            .map(Arc::new)
-            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", spec.brokers));
+        let brokers = spec.brokers.clone();
+        let consumer = match config.create::<BaseConsumer>() {
+            Ok(consumer) => tokio::task::spawn_blocking(move || {
+                consumer
+                    .fetch_metadata(None, QUERY_TIMEOUT)
+                    .map(|_| Arc::new(consumer))
+                    .map_err(|e| format!("cannot reach Kafka at {brokers}: {e}"))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r),
+            Err(e) => Err(format!("cannot create a Kafka consumer for {brokers}: {e}")),
+        };
+        if let Err(error) = &consumer {
+            tracing::warn!(%error, "the report's lag and dead-letter sections stay empty");
+        }
         Self { consumer }
     }
 

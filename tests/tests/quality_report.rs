@@ -350,6 +350,41 @@ fn report_numbers_equal_duckdb_and_the_dead_letter_topics_and_chromium_shows_the
         "{stderr}"
     );
 
+    // Kafka unreachable: the report is still written, at once, saying why the lag and the
+    // dead letters are missing.
+    let spec_text = std::fs::read_to_string(&spec)?;
+    let broker = e2e::broker();
+    assert!(spec_text.contains(&broker));
+    let offline = ws.write("offline.toml", &spec_text.replace(&broker, "127.0.0.1:9"))?;
+    let started = std::time::Instant::now();
+    let text = medallion_stdout(
+        &[
+            "quality",
+            "report",
+            "--spec",
+            &offline.display().to_string(),
+            "--format",
+            "json",
+        ],
+        ws.path(),
+    )?;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let offline: Value = serde_json::from_str(&text)?;
+    assert_eq!(num(&offline["tables"][0]["rows"])?, 20_000.0);
+    let error = offline["tables"][0]["kafka_lag"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("cannot reach Kafka at 127.0.0.1:9"),
+        "{error}"
+    );
+    for topic in offline["dead_letters"]["topics"]
+        .as_array()
+        .context("topics")?
+    {
+        assert_eq!(topic["error"].as_str(), Some(error), "{topic}");
+    }
+
     // Scheduled (daily in production; every 2 s here): one file per run, each run recorded.
     let schedule = ws.write(
         "schedule.toml",
