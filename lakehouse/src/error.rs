@@ -26,6 +26,13 @@ pub enum Error {
         #[source]
         source: Box<iceberg::Error>,
     },
+    /// A Delta table operation failed.
+    #[error("table {table}: {op}: {message}")]
+    Delta {
+        table: String,
+        op: &'static str,
+        message: String,
+    },
     /// The configuration cannot be used.
     #[error("{0}")]
     Config(String),

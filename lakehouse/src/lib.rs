@@ -6,6 +6,7 @@
 //! ([`OffsetFence`]), so a worker that lost a partition cannot commit it twice.
 
 mod catalog;
+mod delta;
 mod error;
 mod increments;
 mod listing;
@@ -21,6 +22,7 @@ pub use catalog::{
     check_warehouse, connect, database_url, Catalog, LakehouseLocation, MetadataCommit, S3Settings,
     CATALOG_NAME,
 };
+pub use delta::{DeltaLakeTable, StagedAdds};
 pub use error::{Error, Result};
 /// The REST request bodies `medallion catalog serve --read-write` takes.
 pub use iceberg_catalog_rest::{CommitTableRequest, CreateTableRequest};

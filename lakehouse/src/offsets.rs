@@ -81,6 +81,14 @@ impl OffsetFence {
         });
     }
 
+    /// The partitions the batch covers.
+    pub fn partitions(&self) -> Vec<(String, i32)> {
+        self.moves
+            .iter()
+            .map(|m| (m.topic.clone(), m.partition))
+            .collect()
+    }
+
     /// Checks the fence against the offsets the table holds now and returns the offsets to
     /// store with the commit: the current ones with this batch's partitions moved forward.
     pub fn apply(&self, current: &SourceOffsets) -> Result<SourceOffsets, FenceViolation> {

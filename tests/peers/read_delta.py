@@ -1,0 +1,53 @@
+"""Reads a Delta table with readers medallion did not write and prints, as JSON, what each
+sees: DuckDB's delta extension and polars (rows: count, sum of `id`, min and max of `ts` in
+epoch microseconds), and the deltalake package (the table's version and the `txn` version of
+each app id asked for).
+
+usage: read_delta.py --path DIR [--app-id ID ...]
+"""
+
+import argparse
+import json
+import tempfile
+
+import duckdb
+import polars as pl
+from deltalake import DeltaTable
+from duckdb_extensions import import_extension
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--path", required=True)
+    ap.add_argument("--app-id", action="append", default=[])
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="medallion-duckdb-ext-") as ext_dir:
+        con = duckdb.connect(
+            config={
+                "extension_directory": ext_dir,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
+        import_extension("delta", con=con)
+        con.sql("LOAD delta")
+        path = a.path.replace("'", "''")
+        row = con.sql(
+            f"SELECT count(*), sum(id), epoch_us(min(ts)), epoch_us(max(ts)) FROM delta_scan('{path}')"
+        ).fetchone()
+    duck = {"count": row[0], "sum_id": int(row[1] or 0), "min_ts": row[2], "max_ts": row[3]}
+    df = pl.read_delta(a.path)
+    ts = df.get_column("ts").dt.epoch("us")
+    polars = {
+        "count": df.height,
+        "sum_id": int(df.get_column("id").sum()),
+        "min_ts": ts.min(),
+        "max_ts": ts.max(),
+    }
+    table = DeltaTable(a.path)
+    txn = {app: table.transaction_version(app) for app in a.app_id}
+    print(json.dumps({"duckdb": duck, "polars": polars, "version": table.version(), "txn": txn}))
+
+
+if __name__ == "__main__":
+    main()
