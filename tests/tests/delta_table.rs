@@ -1,6 +1,6 @@
 //! lakehouse's Delta tables, judged by readers we did not write: after fenced appends (one of
-//! them refused), DuckDB's delta extension and polars read the same rows, and the deltalake
-//! package reads each partition's Kafka offset from the table's `txn` actions.
+//! them refused) past the first checkpoint, DuckDB's delta extension and polars read the same
+//! rows, and the deltalake package reads each partition's Kafka offset from the `txn` actions.
 
 use std::sync::Arc;
 
@@ -64,6 +64,23 @@ async fn peers_read_the_rows_and_offsets_of_fenced_delta_appends() -> Result<()>
     let refused = stale.commit_append(staged, &fence, &[]).await?;
     assert!(matches!(refused, CommitOutcome::Fenced(_)), "{refused:?}");
 
+    // Partition 2 one record per commit, to version 103: delta-rs writes a checkpoint every
+    // `delta.checkpointInterval` (default 100) commits, here after the 100th (version 99).
+    for offset in 0..100 {
+        let mut fence = OffsetFence::default();
+        fence.cover("events", 2, (offset > 0).then_some(offset), offset + 1);
+        let staged = table.write(&rows(1000 + offset..1001 + offset)?).await?;
+        let done = table.commit_append(staged, &fence, &[]).await?;
+        assert!(matches!(done, CommitOutcome::Committed { .. }), "{done:?}");
+    }
+    let log = std::path::Path::new(&location).join("_delta_log");
+    assert!(log
+        .join("00000000000000000099.checkpoint.parquet")
+        .is_file());
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.join("_last_checkpoint"))?)?;
+    assert_eq!(last["version"], 99, "{last}");
+
     let seen = peer_json(
         "read_delta.py",
         &[
@@ -73,20 +90,22 @@ async fn peers_read_the_rows_and_offsets_of_fenced_delta_appends() -> Result<()>
             "medallion:events:0",
             "--app-id",
             "medallion:events:1",
+            "--app-id",
+            "medallion:events:2",
         ],
     )?;
     let expected = serde_json::json!({
-        "count": 1000,
-        "sum_id": (0..1000).sum::<i64>(),
+        "count": 1100,
+        "sum_id": (0..1100).sum::<i64>(),
         "min_ts": 1_800_000_000_000_000_i64,
-        "max_ts": 1_800_000_000_000_000_i64 + 999 * 1_000,
+        "max_ts": 1_800_000_000_000_000_i64 + 1099 * 1_000,
     });
     assert_eq!(seen["duckdb"], expected, "{seen}");
     assert_eq!(seen["polars"], expected, "{seen}");
-    assert_eq!(seen["version"], 3, "{seen}");
+    assert_eq!(seen["version"], 103, "{seen}");
     assert_eq!(
         seen["txn"],
-        serde_json::json!({"medallion:events:0": 600, "medallion:events:1": 400})
+        serde_json::json!({"medallion:events:0": 600, "medallion:events:1": 400, "medallion:events:2": 100})
     );
     Ok(())
 }
