@@ -56,6 +56,13 @@ fn delta_err(table: &str, op: &'static str) -> impl FnOnce(DeltaTableError) -> E
     }
 }
 
+/// A schema the kernel refused, named (its errors carry a backtrace on further lines).
+fn schema_err(table: &str, e: impl std::fmt::Display) -> Error {
+    let message = e.to_string();
+    let first = message.lines().next().unwrap_or_default();
+    Error::Config(format!("table {table}: schema: {first}"))
+}
+
 /// `schema` with its timestamps as Delta has them: microseconds in `UTC` (the tables' Arrow
 /// schemas name UTC `+00:00`, which Delta refuses).
 fn delta_schema(schema: &SchemaRef) -> SchemaRef {
@@ -101,7 +108,7 @@ impl DeltaLakeTable {
                 let schema: StructType = delta_schema(&def.schema)
                     .as_ref()
                     .try_into_kernel()
-                    .map_err(|e| Error::Config(format!("table {name}: schema: {e}")))?;
+                    .map_err(|e| schema_err(&name, e))?;
                 table
                     .create()
                     .with_table_name(name.clone())
@@ -257,7 +264,7 @@ fn arrow_schema(table: &DeltaTable, name: &str) -> Result<SchemaRef> {
         .schema()
         .as_ref()
         .try_into_arrow()
-        .map_err(|e| Error::Config(format!("table {name}: schema: {e}")))?;
+        .map_err(|e| schema_err(name, e))?;
     Ok(Arc::new(schema))
 }
 
