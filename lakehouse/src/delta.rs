@@ -240,7 +240,8 @@ impl DeltaLakeTable {
             match commit {
                 Ok(done) => {
                     let version = done.version();
-                    self.refresh().await?;
+                    // An append leaves the schema as it was: the committed state is the table's.
+                    self.table.state = Some(done.snapshot());
                     return Ok(CommitOutcome::Committed {
                         snapshot_id: i64::try_from(version).unwrap_or(i64::MAX),
                     });

@@ -82,6 +82,16 @@ impl IcebergTable {
         }
     }
 
+    /// The rows the snapshots `snapshots` added, by their summaries (cheap: no manifest is
+    /// read); `None` when a summary lacks the count.
+    pub fn added_rows(&self, snapshots: &[i64]) -> Option<u64> {
+        let wanted: std::collections::HashSet<i64> = snapshots.iter().copied().collect();
+        self.history()
+            .filter(|(id, _, _)| wanted.contains(id))
+            .map(|(_, _, summary)| summary.get("added-records")?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Whether a commit after `after` rewrote rows (anything but an append: a compaction,
     /// delete or overwrite). Fails when `after` is not an ancestor.
     pub fn rewritten_after(&self, after: i64) -> Result<bool> {

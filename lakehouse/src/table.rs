@@ -10,6 +10,7 @@ use iceberg::arrow::{
     RecordBatchPartitionSplitter,
 };
 use iceberg::expr::{Predicate, Reference};
+use iceberg::scan::ArrowRecordBatchStream;
 use iceberg::spec::TableProperties;
 use iceberg::spec::MAIN_BRANCH;
 use iceberg::spec::{
@@ -624,19 +625,21 @@ impl IcebergTable {
     /// `max_rows` (data-file order): a bounded sample of a large table. The rows read, and whether
     /// the table had more.
     pub async fn scan_first(&self, max_rows: usize) -> Result<(Vec<RecordBatch>, bool)> {
-        let name = self.name();
-        if self.table.metadata().current_snapshot().is_none() {
+        let columns: Vec<String> = self
+            .arrow_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let Some(mut stream) = self.row_stream(&columns, None).await? else {
             return Ok((Vec::new(), false));
-        }
-        let scan = self
-            .table
-            .scan()
-            .select_all()
-            .build()
-            .map_err(table_err(&name, "scan"))?;
-        let mut stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
+        };
         let (mut batches, mut rows) = (Vec::new(), 0);
-        while let Some(batch) = stream.try_next().await.map_err(table_err(&name, "scan"))? {
+        while let Some(batch) = stream
+            .try_next()
+            .await
+            .map_err(table_err(&self.name(), "scan"))?
+        {
             if rows >= max_rows {
                 return Ok((batches, true));
             }
@@ -696,17 +699,35 @@ impl IcebergTable {
         columns: &[String],
         filter: Option<Predicate>,
     ) -> Result<Vec<RecordBatch>> {
+        match self.row_stream(columns, filter).await? {
+            Some(stream) => stream
+                .try_collect()
+                .await
+                .map_err(table_err(&self.name(), "scan")),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The current snapshot's rows (those `filter` keeps) as a stream of `columns`; `None`
+    /// before the first commit.
+    async fn row_stream(
+        &self,
+        columns: &[String],
+        filter: Option<Predicate>,
+    ) -> Result<Option<ArrowRecordBatchStream>> {
         let name = self.name();
         if self.table.metadata().current_snapshot().is_none() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut scan = self.table.scan().select(columns.iter().cloned());
         if let Some(filter) = filter {
             scan = scan.with_filter(filter);
         }
         let scan = scan.build().map_err(table_err(&name, "scan"))?;
-        let stream = scan.to_arrow().await.map_err(table_err(&name, "scan"))?;
-        stream.try_collect().await.map_err(table_err(&name, "scan"))
+        scan.to_arrow()
+            .await
+            .map(Some)
+            .map_err(table_err(&name, "scan"))
     }
 
     /// The live data-file entries of the current snapshot. Every manifest is read: one

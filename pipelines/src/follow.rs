@@ -49,17 +49,6 @@ pub(crate) async fn open_source(
     }
 }
 
-/// The rows the source snapshots `pending` added, by their summaries (for progress: cheap, and
-/// `None` when a summary lacks the count).
-pub(crate) fn added_rows(source: &IcebergTable, pending: &[i64]) -> Option<u64> {
-    let pending: HashSet<i64> = pending.iter().copied().collect();
-    source
-        .history()
-        .filter(|(id, _, _)| pending.contains(id))
-        .map(|(_, _, summary)| summary.get("added-records")?.parse::<u64>().ok())
-        .sum()
-}
-
 /// The last source snapshot `table` has consumed: its cursor property `key`; `None` before
 /// its first commit. The error says what the property holds instead.
 pub(crate) fn cursor(table: &IcebergTable, key: &str) -> std::result::Result<Option<i64>, String> {

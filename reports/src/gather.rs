@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use chrono::{DateTime, SecondsFormat, Utc};
-use lakehouse::{Catalog, IcebergTable, KAFKA_OFFSETS_PROPERTY};
+use lakehouse::{Catalog, IcebergTable};
 use pipelines::bronze::{BatchCounts, BATCH_COUNTS_PROPERTY};
 use pipelines::spec::PipelineSpec;
 use serde_json::Value;
@@ -16,13 +16,6 @@ use crate::{kafka, profile, Error, Options, Result};
 
 /// Buckets `rows_over_time` cuts the period in.
 const BUCKETS: i64 = 24;
-
-/// Snapshot properties that mark a pipeline's data commit (not a maintenance rewrite).
-const DATA_COMMIT_PROPERTIES: [&str; 3] = [
-    KAFKA_OFFSETS_PROPERTY,
-    pipelines::silver::CURSOR_PROPERTY,
-    pipelines::gold::CURSOR_PROPERTY,
-];
 
 /// One table of the spec: its name, layer, and its source (a bronze table's are topics).
 struct Planned<'a> {
@@ -275,18 +268,12 @@ async fn upstream_lag(
     let (mut commits_behind, mut rows_behind, mut source_snapshot) = (0, 0, None);
     if let Some(upstream) = IcebergTable::open_if_exists(catalog.clone(), source).await? {
         source_snapshot = upstream.current_snapshot_id();
-        for (id, _, properties) in upstream.history() {
-            if Some(id) == read_snapshot {
-                break;
-            }
-            if DATA_COMMIT_PROPERTIES
-                .iter()
-                .any(|k| properties.contains_key(*k))
-            {
-                commits_behind += 1;
-                rows_behind += number(properties, "added-records");
-            }
-        }
+        // The appends the stage reads next; all of them when its cursor has expired.
+        let pending = upstream
+            .appends_after(read_snapshot)
+            .or_else(|_| upstream.appends_after(None))?;
+        commits_behind = pending.len() as u64;
+        rows_behind = upstream.added_rows(&pending).unwrap_or(0);
     }
     Ok(UpstreamLag {
         source: source.to_string(),

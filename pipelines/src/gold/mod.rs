@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::{rows_as_json, DeadLetter};
 use crate::error::{Error, Result};
-use crate::follow::{added_rows, open_source, wait};
+use crate::follow::{open_source, wait};
 use crate::progress::{self, Unit};
 use aggregate::Value;
 use alerts::Alerts;
@@ -156,7 +156,7 @@ pub async fn run(
                 }
                 continue;
             }
-            if let Some(rows) = added_rows(&gold.source, &pending) {
+            if let Some(rows) = gold.source.added_rows(&pending) {
                 progress.set_total(progress.done() + rows);
             }
             for chunk in pending.chunks(spec.batch_snapshots) {

@@ -155,7 +155,7 @@ pub async fn backfill(
             )));
         };
         let consumed = &appends[..=end];
-        if let Some(rows) = crate::follow::added_rows(&source, consumed) {
+        if let Some(rows) = source.added_rows(consumed) {
             progress.set_total(progress.done() + rows);
         }
 

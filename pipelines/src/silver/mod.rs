@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
-use crate::follow::{added_rows, open_source, wait};
+use crate::follow::{open_source, wait};
 use crate::progress::{self, Unit};
 use crate::spec::{OnFail, SilverSpec};
 pub use backfill::{backfill, BackfillReport, TimeRange};
@@ -150,7 +150,7 @@ pub async fn run(
             }
             continue;
         }
-        if let Some(rows) = added_rows(&source, &pending) {
+        if let Some(rows) = source.added_rows(&pending) {
             progress.set_total(progress.done() + rows);
         }
         for chunk in pending.chunks(spec.batch_snapshots) {
