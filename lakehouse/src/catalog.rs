@@ -94,6 +94,8 @@ pub struct Catalog {
     uri: String,
     /// The `s3.*` FileIO properties tables are read and written with.
     s3: HashMap<String, String>,
+    /// The warehouse URL (`file://…`, `s3://…`) new tables are created under, if one was given.
+    warehouse: Option<String>,
 }
 
 enum Backend {
@@ -148,6 +150,26 @@ impl Catalog {
 
     pub(crate) fn s3_properties(&self) -> &HashMap<String, String> {
         &self.s3
+    }
+
+    /// The directory of a table kept outside the catalog (Delta): `WAREHOUSE/NAMESPACE/NAME`,
+    /// in a local warehouse.
+    pub(crate) fn table_dir(&self, name: &str) -> Result<std::path::PathBuf> {
+        let ident = crate::table::parse_ident(name)?;
+        let local = self
+            .warehouse
+            .as_deref()
+            .and_then(|w| w.strip_prefix("file://"));
+        let Some(root) = local else {
+            return Err(Error::Config(format!(
+                "table {name}: Delta tables need a local warehouse (a directory); the warehouse is {}",
+                self.warehouse.as_deref().unwrap_or("not set")
+            )));
+        };
+        let mut dir = std::path::PathBuf::from(root);
+        dir.extend(ident.namespace().iter());
+        dir.push(ident.name());
+        Ok(dir)
     }
 
     pub(crate) fn catalog_err(&self) -> impl Fn(iceberg::Error) -> Error + '_ {
@@ -387,13 +409,14 @@ pub async fn connect(location: &LakehouseLocation) -> Result<Arc<Catalog>> {
         .transpose()?;
     let s3 = location.s3.properties();
     let backend = match is_rest(uri) {
-        true => connect_rest(uri, warehouse, &s3).await?,
-        false => connect_sql(uri, warehouse, &s3).await?,
+        true => connect_rest(uri, warehouse.clone(), &s3).await?,
+        false => connect_sql(uri, warehouse.clone(), &s3).await?,
     };
     Ok(Arc::new(Catalog {
         backend,
         uri: uri.clone(),
         s3,
+        warehouse,
     }))
 }
 

@@ -14,14 +14,18 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::MetadataExt;
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ProjectionMask;
 use serde_json::Value;
 
 use crate::offsets::{OffsetFence, SourceOffsets};
-use crate::table::{CommitOutcome, TableDefinition};
+use crate::table::{check_columns, conform, CommitOutcome, TableDefinition};
 use crate::{Error, Result};
 
 /// Commits rebuilt on a concurrent commit of other partitions before giving up.
@@ -79,6 +83,25 @@ fn delta_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// A data file of the current version.
+struct FileEntry {
+    /// Relative to the table's directory.
+    path: String,
+    /// Delta's JSON statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`).
+    stats: Option<String>,
+}
+
+impl FileEntry {
+    /// The file's largest value of timestamp `column` in microseconds, rounded up from the
+    /// milliseconds Delta's statistics keep.
+    fn max_micros(&self, column: &str) -> Option<i64> {
+        let stats: Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        let text = stats.get("maxValues")?.get(column)?.as_str()?;
+        let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+        Some(at.timestamp_micros() + 999)
+    }
+}
+
 /// The app id of a partition's `txn` action.
 fn app_id(topic: &str, partition: i32) -> String {
     format!("medallion:{topic}:{partition}")
@@ -90,18 +113,7 @@ impl DeltaLakeTable {
         let name = def.name.clone();
         std::fs::create_dir_all(location)
             .map_err(|e| Error::Config(format!("table {name}: cannot create {location}: {e}")))?;
-        let url = url::Url::from_directory_path(location).map_err(|()| {
-            Error::Config(format!(
-                "table {name}: {location} is not an absolute directory"
-            ))
-        })?;
-        let mut table = DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
-            .map_err(delta_err(&name, "open"))?;
-        match table.load().await {
-            Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
-            Err(e) => return Err(delta_err(&name, "open")(e)),
-        }
+        let table = load(location, &name).await?;
         let table = match table.version() {
             Some(_) => table,
             None => {
@@ -119,11 +131,29 @@ impl DeltaLakeTable {
             }
         };
         let arrow_schema = arrow_schema(&table, &name)?;
+        check_columns(&name, &arrow_schema, &delta_schema(&def.schema))?;
         Ok(Self {
             name,
             table,
             arrow_schema,
         })
+    }
+
+    /// Loads the table at `location`, if it has a log.
+    pub async fn open_if_exists(location: &str, name: &str) -> Result<Option<Self>> {
+        if !std::path::Path::new(location).join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let table = load(location, name).await?;
+        if table.version().is_none() {
+            return Ok(None);
+        }
+        let arrow_schema = arrow_schema(&table, name)?;
+        Ok(Some(Self {
+            name: name.to_string(),
+            table,
+            arrow_schema,
+        }))
     }
 
     pub fn name(&self) -> &str {
@@ -165,22 +195,10 @@ impl DeltaLakeTable {
 
     /// Writes `batch` as data files of the table, not committed yet.
     pub async fn write(&self, batch: &RecordBatch) -> Result<StagedAdds> {
-        let columns = self
-            .arrow_schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                    Error::Config(format!(
-                        "table {}: the batch has no column {}",
-                        self.name,
-                        field.name()
-                    ))
-                })?;
-                Ok(arrow::compute::cast(column, field.data_type())?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(self.arrow_schema.clone(), columns)?;
+        if batch.num_rows() == 0 {
+            return Ok(StagedAdds::default());
+        }
+        let batch = conform(&self.name, &self.arrow_schema, batch)?;
         let mut writer =
             RecordBatchWriter::for_table(&self.table).map_err(delta_err(&self.name, "write"))?;
         writer
@@ -192,6 +210,200 @@ impl DeltaLakeTable {
             .await
             .map_err(delta_err(&self.name, "write"))?;
         Ok(StagedAdds(adds))
+    }
+
+    /// A table property (the `configuration` of the table's metadata).
+    pub fn property(&self, key: &str) -> Option<&str> {
+        let state = self.table.snapshot().ok()?;
+        state
+            .metadata()
+            .configuration()
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Adds the `columns` the table does not have yet (nullable, after the existing ones) and
+    /// sets `properties`, in one metadata commit. Rows already in the table read them as null.
+    pub async fn add_columns(
+        &mut self,
+        columns: &[Field],
+        properties: &[(String, String)],
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let added: Vec<Field> = columns
+                .iter()
+                .filter(|c| self.arrow_schema.field_with_name(c.name()).is_err())
+                .map(|c| c.clone().with_nullable(true))
+                .collect();
+            let added: StructType = delta_schema(&Arc::new(Schema::new(added)))
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| schema_err(&self.name, e))?;
+            let state = self
+                .table
+                .snapshot()
+                .map_err(delta_err(&self.name, "evolve schema"))?;
+            let current = state.schema();
+            let schema = StructType::try_new(current.fields().chain(added.fields()).cloned())
+                .map_err(|e| schema_err(&self.name, e))?;
+            let mut metadata = state
+                .metadata()
+                .clone()
+                .with_schema(&schema)
+                .map_err(|e| schema_err(&self.name, e))?;
+            for (k, v) in properties {
+                metadata = metadata
+                    .add_config_key(k.clone(), v.clone())
+                    .map_err(|e| schema_err(&self.name, e))?;
+            }
+            let operation = DeltaOperation::AddColumn {
+                fields: added.fields().cloned().collect(),
+            };
+            let commit = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
+                .with_actions(vec![Action::Metadata(metadata)])
+                .build(Some(state), self.table.log_store(), operation)
+                .await;
+            match commit {
+                Ok(done) => {
+                    self.table.state = Some(done.snapshot());
+                    self.arrow_schema = arrow_schema(&self.table, &self.name)?;
+                    tracing::info!(table = %self.name, added = added.fields().count(), "table schema evolved");
+                    return Ok(());
+                }
+                // Another worker committed first: look again at what is still missing.
+                Err(
+                    DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_),
+                ) if attempt < 5 => self.refresh().await?,
+                Err(e) => return Err(delta_err(&self.name, "evolve schema")(e)),
+            }
+        }
+    }
+
+    /// The largest value of a timestamp column, from the data files' statistics (Delta keeps
+    /// them in milliseconds; rounded up).
+    pub async fn max_timestamp_micros(&self, column: &str) -> Result<Option<i64>> {
+        let mut max = None;
+        for file in self.files()? {
+            let file_max = match file.max_micros(column) {
+                Some(m) => Some(m),
+                // No statistics: the file itself says.
+                None => self.read_max(&file.path, column).await?,
+            };
+            max = max.max(file_max);
+        }
+        Ok(max)
+    }
+
+    /// Reads `columns` of the rows whose `time_column` is at or after `since_micros`; files
+    /// whose statistics end before it are skipped.
+    pub async fn scan_since(
+        &self,
+        columns: &[String],
+        time_column: &str,
+        since_micros: i64,
+    ) -> Result<Vec<RecordBatch>> {
+        // The time column is read last, for the filter, and left out of the rows returned.
+        let mut read = columns.to_vec();
+        read.push(time_column.to_string());
+        let projection: Vec<usize> = (0..columns.len()).collect();
+        let since = arrow::array::Int64Array::new_scalar(since_micros);
+        let mut out = Vec::new();
+        for file in self.files()? {
+            if file
+                .max_micros(time_column)
+                .is_some_and(|m| m < since_micros)
+            {
+                continue;
+            }
+            for batch in self.read_file(&file.path, &read).await? {
+                let times = arrow::compute::cast(batch.column(columns.len()), &DataType::Int64)?;
+                let keep = arrow::compute::kernels::cmp::gt_eq(&times, &since)?;
+                let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
+                if kept.num_rows() > 0 {
+                    out.push(kept.project(&projection)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn missing(&self, column: &str) -> Error {
+        Error::Config(format!("table {}: no column {column}", self.name))
+    }
+
+    /// The current version's data files with their statistics.
+    fn files(&self) -> Result<Vec<FileEntry>> {
+        let Ok(state) = self.table.snapshot() else {
+            return Ok(Vec::new());
+        };
+        Ok(state
+            .log_data()
+            .into_iter()
+            .map(|f| FileEntry {
+                path: f.path().to_string(),
+                stats: f.stats(),
+            })
+            .collect())
+    }
+
+    /// `columns` of one data file (a path relative to the table), all rows.
+    async fn read_file(&self, path: &str, columns: &[String]) -> Result<Vec<RecordBatch>> {
+        let store = self.table.object_store();
+        let location = deltalake::Path::parse(path).unwrap_or_else(|_| deltalake::Path::from(path));
+        let read_err = |e: parquet::errors::ParquetError| Error::Delta {
+            table: self.name.clone(),
+            op: "scan",
+            message: format!("{path}: {e}"),
+        };
+        let reader = ParquetObjectReader::new(store, location);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(read_err)?;
+        let file_schema = builder.schema().clone();
+        // A column added after the file was written is absent from it: read as null.
+        let indices: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| file_schema.index_of(c).ok())
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        let batches: Vec<RecordBatch> = builder
+            .with_projection(mask)
+            .build()
+            .map_err(read_err)?
+            .try_collect()
+            .await
+            .map_err(read_err)?;
+        let wanted = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| {
+                    self.arrow_schema
+                        .field_with_name(c)
+                        .cloned()
+                        .map_err(|_| self.missing(c))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ));
+        batches
+            .iter()
+            .map(|b| conform(&self.name, &wanted, b))
+            .collect()
+    }
+
+    /// The largest value of `column` in one file, read from its rows.
+    async fn read_max(&self, path: &str, column: &str) -> Result<Option<i64>> {
+        let mut max = None;
+        for batch in self.read_file(path, &[column.to_string()]).await? {
+            let times = arrow::compute::cast(batch.column(0), &DataType::Int64)?;
+            let times = times
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .ok_or_else(|| self.missing(column))?;
+            max = max.max(arrow::compute::max(times));
+        }
+        Ok(max)
     }
 
     /// Appends `staged` with the partitions of `fence` moved in `txn` actions and the `extra`
@@ -256,6 +468,22 @@ impl DeltaLakeTable {
                 Err(e) => return Err(delta_err(&self.name, "commit")(e)),
             }
         }
+    }
+}
+
+/// The table at directory `location`, loaded when it has a log (else without a version).
+async fn load(location: &str, name: &str) -> Result<DeltaTable> {
+    let url = url::Url::from_directory_path(location).map_err(|()| {
+        Error::Config(format!(
+            "table {name}: {location} is not an absolute directory"
+        ))
+    })?;
+    let mut table = DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.build())
+        .map_err(delta_err(name, "open"))?;
+    match table.load().await {
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
+        Err(e) => Err(delta_err(name, "open")(e)),
     }
 }
 

@@ -8,6 +8,7 @@
 mod catalog;
 mod delta;
 mod error;
+mod format;
 mod increments;
 mod listing;
 mod maintain;
@@ -24,6 +25,7 @@ pub use catalog::{
 };
 pub use delta::{DeltaLakeTable, StagedAdds};
 pub use error::{Error, Result};
+pub use format::{Staged, Table, TableFormat};
 /// The REST request bodies `medallion catalog serve --read-write` takes.
 pub use iceberg_catalog_rest::{CommitTableRequest, CreateTableRequest};
 pub use increments::DataFiles;

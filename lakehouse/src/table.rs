@@ -138,7 +138,7 @@ impl IcebergTable {
             Err(e) => return Err(table_err(&def.name, "load")(e)),
         };
         let this = Self::from_table(catalog, table)?;
-        this.check_columns(&def.schema)?;
+        check_columns(&this.name(), &this.arrow_schema, &def.schema)?;
         Ok(this)
     }
 
@@ -177,32 +177,6 @@ impl IcebergTable {
             table,
             arrow_schema: Arc::new(arrow_schema),
         })
-    }
-
-    /// The existing table must have every column of the definition with the same type.
-    fn check_columns(&self, wanted: &ArrowSchema) -> Result<()> {
-        for field in wanted.fields() {
-            match self.arrow_schema.field_with_name(field.name()) {
-                Ok(have) if have.data_type() == field.data_type() => {}
-                Ok(have) => {
-                    return Err(Error::Config(format!(
-                        "table {}: column {} is {} in the table but {} in the pipeline",
-                        self.name(),
-                        field.name(),
-                        have.data_type(),
-                        field.data_type()
-                    )))
-                }
-                Err(_) => {
-                    return Err(Error::Config(format!(
-                        "table {}: column {} is missing from the table",
-                        self.name(),
-                        field.name()
-                    )))
-                }
-            }
-        }
-        Ok(())
     }
 
     pub fn name(&self) -> String {
@@ -274,26 +248,8 @@ impl IcebergTable {
         }
     }
 
-    /// Lays `batch` out as the table's columns, matched by name; a column the batch lacks
-    /// (added by another worker since this one read the schema) is null.
     fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = self
-            .arrow_schema
-            .fields()
-            .iter()
-            .map(|field| match batch.column_by_name(field.name()) {
-                Some(column) => Ok(column.clone()),
-                None if field.is_nullable() => {
-                    Ok(new_null_array(field.data_type(), batch.num_rows()))
-                }
-                None => Err(Error::Config(format!(
-                    "table {}: the batch has no value for required column {}",
-                    self.name(),
-                    field.name()
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.arrow_schema.clone(), columns)?)
+        conform(&self.name(), &self.arrow_schema, batch)
     }
 
     /// The table's metadata as the Iceberg spec writes it (what a REST catalog serves).
@@ -772,6 +728,50 @@ impl IcebergTable {
             .max();
         Ok(max)
     }
+}
+
+/// Table `name`, with columns `have`, must have every column of `wanted` with the same type.
+pub(crate) fn check_columns(name: &str, have: &ArrowSchema, wanted: &ArrowSchema) -> Result<()> {
+    for field in wanted.fields() {
+        match have.field_with_name(field.name()) {
+            Ok(column) if column.data_type() == field.data_type() => {}
+            Ok(column) => {
+                return Err(Error::Config(format!(
+                    "table {name}: column {} is {} in the table but {} in the pipeline",
+                    field.name(),
+                    column.data_type(),
+                    field.data_type()
+                )))
+            }
+            Err(_) => {
+                return Err(Error::Config(format!(
+                    "table {name}: column {} is missing from the table",
+                    field.name()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lays `batch` out as the columns of table `name` with `schema`, matched by name and cast to
+/// the table's types; a column the batch lacks (added by another worker since this one read
+/// the schema) is null.
+pub(crate) fn conform(name: &str, schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => Ok(arrow::compute::cast(column, field.data_type())?),
+            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            None => Err(Error::Config(format!(
+                "table {name}: the batch has no value for required column {}",
+                field.name()
+            ))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// A timestamp column statistic as microseconds.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use lakehouse::{CompactOptions, ExpireOptions, IcebergTable};
+use lakehouse::{CompactOptions, ExpireOptions, IcebergTable, TableFormat};
 use pipelines::maintain::{default_retention, followed_snapshots, STATE_PROPERTIES};
 use pipelines::progress::Unit;
 use pipelines::spec::{parse_bytes, parse_duration, PipelineSpec};
@@ -111,6 +111,11 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
         Some(target.tables.len() as u64),
     );
     for name in &target.tables {
+        if spec.table_format(name) == TableFormat::Delta {
+            anyhow::bail!(
+                "{origin}: {name} is a Delta table; medallion maintain works on Iceberg tables only yet"
+            );
+        }
         let mut table = IcebergTable::open(catalog.clone(), name).await?;
         let mut out = String::new();
         match command {

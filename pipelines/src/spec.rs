@@ -404,8 +404,14 @@ pub struct BronzeSpec {
     /// Consumer group; default `medallion.<table>`.
     #[serde(default)]
     pub group_id: Option<String>,
-    #[serde(default = "default_partitioning")]
-    pub partitioning: Partitioning,
+    /// Default: by day of the event time for Iceberg tables; Delta tables are not partitioned.
+    #[serde(default)]
+    pub partitioning: Option<Partitioning>,
+    /// How the table is kept: `iceberg` (the default) or `delta` (a Delta Lake table at
+    /// `WAREHOUSE/bronze/NAME`; local warehouses). Named `table_format` because `format` is
+    /// the records' encoding.
+    #[serde(default)]
+    pub table_format: lakehouse::TableFormat,
     /// Larger records go to the DLQ with reason `validate.too_large`.
     #[serde(default = "default_max_record_bytes", deserialize_with = "bytes")]
     pub max_record_bytes: u64,
@@ -472,9 +478,6 @@ fn default_warehouse() -> String {
 fn default_catalog() -> String {
     "sqlite://./warehouse/catalog.db".into()
 }
-fn default_partitioning() -> Partitioning {
-    Partitioning::Day
-}
 fn default_max_record_bytes() -> u64 {
     1 << 20
 }
@@ -506,6 +509,15 @@ impl PipelineSpec {
         Ok(spec)
     }
 
+    /// How the spec's table `name` is kept (Iceberg for tables the spec does not name).
+    pub fn table_format(&self, name: &str) -> lakehouse::TableFormat {
+        self.bronze
+            .iter()
+            .find(|b| b.table == name)
+            .map(|b| b.table_format)
+            .unwrap_or_default()
+    }
+
     fn check(&self, origin: &str) -> Result<()> {
         let bad = |key: String, msg: &str| Err(Error::Spec(format!("{origin}: {key}: {msg}")));
         if self.kafka.brokers.trim().is_empty() {
@@ -535,6 +547,20 @@ impl PipelineSpec {
             }
             if b.event_time.is_empty() {
                 return bad(key("event_time"), "expected a field name");
+            }
+            if b.table_format == lakehouse::TableFormat::Delta {
+                if b.partitioning == Some(Partitioning::Day) {
+                    return bad(
+                        key("partitioning"),
+                        "Delta tables are not partitioned yet; remove it or set \"none\"",
+                    );
+                }
+                if self.lakehouse.warehouse.starts_with("s3://") {
+                    return bad(
+                        key("table_format"),
+                        "Delta tables need a local warehouse yet; lakehouse.warehouse is on S3",
+                    );
+                }
             }
             if let Some(d) = &b.dedupe {
                 if d.key.is_empty() {
@@ -573,6 +599,16 @@ impl PipelineSpec {
                 return bad(
                     key("source"),
                     "expected another table, as NAMESPACE.NAME (e.g. bronze.web_events)",
+                );
+            }
+            let delta_source = self
+                .bronze
+                .iter()
+                .any(|b| b.table == t.source && b.table_format == lakehouse::TableFormat::Delta);
+            if delta_source {
+                return bad(
+                    key("source"),
+                    "reading a Delta table into silver is not supported yet; keep the source in Iceberg",
                 );
             }
             if t.columns.is_empty() {
@@ -958,6 +994,42 @@ commit = { interval = "2s", max_rows = 5000, max_bytes = "8MiB" }
         let e = err(&GOOD.replace("format = \"json\"", "format = \"json\"\nformt = 1"));
         assert!(e.starts_with("p.toml"), "{e}");
         assert!(e.contains("formt"), "{e}");
+    }
+
+    #[test]
+    fn a_table_format_is_checked_against_what_it_supports() {
+        let delta = GOOD.replace(
+            "format = \"json\"",
+            "format = \"json\"\ntable_format = \"delta\"",
+        );
+        let spec = PipelineSpec::parse(&delta, "p.toml").unwrap();
+        assert_eq!(
+            spec.table_format("bronze.events"),
+            lakehouse::TableFormat::Delta
+        );
+        assert_eq!(
+            spec.table_format("silver.x"),
+            lakehouse::TableFormat::Iceberg
+        );
+        let e = err(&GOOD.replace(
+            "format = \"json\"",
+            "format = \"json\"\ntable_format = \"hudi\"",
+        ));
+        assert!(
+            e.contains("bronze.table_format") && e.contains("delta"),
+            "{e}"
+        );
+        let e = err(&delta.replace("event_time = ", "partitioning = \"day\"\nevent_time = "));
+        assert!(e.contains("bronze[0].partitioning"), "{e}");
+        let s3 = delta.replace(
+            "[[bronze]]",
+            "[lakehouse]\nwarehouse = \"s3://b/w\"\n\n[[bronze]]",
+        );
+        assert!(err(&s3).contains("bronze[0].table_format"));
+        let silver = "\n[[silver]]\ntable = \"silver.e\"\nsource = \"bronze.events\"\ncolumns = [{ name = \"id\", expr = \"event_id\" }]\n";
+        let e = err(&format!("{delta}{silver}"));
+        assert!(e.contains("silver[0].source") && e.contains("Delta"), "{e}");
+        PipelineSpec::parse(&format!("{GOOD}{silver}"), "p.toml").unwrap();
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use chrono::{DateTime, SecondsFormat, Utc};
-use lakehouse::{Catalog, IcebergTable};
+use lakehouse::{Catalog, IcebergTable, TableFormat};
 use pipelines::bronze::{BatchCounts, BATCH_COUNTS_PROPERTY};
 use pipelines::spec::PipelineSpec;
 use serde_json::Value;
@@ -40,7 +40,13 @@ pub(crate) async fn report(
     let period_ms = i64::try_from(options.since.as_millis()).unwrap_or(i64::MAX);
     let since_ms = now_ms.saturating_sub(period_ms);
     let mut planned = Vec::new();
+    let mut unreported_tables = BTreeMap::new();
     for b in &spec.bronze {
+        if b.table_format == TableFormat::Delta {
+            let why = "Delta tables are not in the quality report yet";
+            unreported_tables.insert(b.table.clone(), why.to_string());
+            continue;
+        }
         planned.push(Planned {
             name: &b.table,
             layer: "bronze",
@@ -115,6 +121,7 @@ pub(crate) async fn report(
         since: rfc3339(since_ms),
         tables,
         missing_tables,
+        unreported_tables,
         dead_letters,
     })
 }

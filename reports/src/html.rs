@@ -82,6 +82,14 @@ fn overview(out: &mut String, r: &QualityReport) {
             esc(&r.missing_tables.join(", "))
         );
     }
+    for (table, why) in &r.unreported_tables {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">Not reported: {}: {}.</p>",
+            esc(table),
+            esc(why)
+        );
+    }
 }
 
 fn dead_letters(out: &mut String, r: &QualityReport) {

@@ -32,6 +32,9 @@ pub(crate) fn render(r: &QualityReport) -> String {
     if !r.missing_tables.is_empty() {
         let _ = writeln!(out, "\nNot created yet: {}.", r.missing_tables.join(", "));
     }
+    for (table, why) in &r.unreported_tables {
+        let _ = writeln!(out, "\nNot reported: {table}: {why}.");
+    }
     out.push_str("\n## Dead letters\n\n");
     for topic in &r.dead_letters.topics {
         match &topic.error {

@@ -1,6 +1,8 @@
 //! The report's data: what `--format json` prints, field for field. Fields are only ever added
 //! (with `version` unchanged); a removal or change of meaning raises `version`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `kind` of every report.
@@ -24,6 +26,8 @@ pub struct QualityReport {
     pub tables: Vec<TableReport>,
     /// Tables the spec names that the catalog does not have yet.
     pub missing_tables: Vec<String>,
+    /// Tables of the spec this report does not cover, with why (Delta tables, for now).
+    pub unreported_tables: BTreeMap<String, String>,
     pub dead_letters: DeadLetters,
 }
 

@@ -3,7 +3,9 @@ sees: DuckDB's delta extension and polars (rows: count, sum of `id`, min and max
 epoch microseconds), and the deltalake package (the table's version and the `txn` version of
 each app id asked for).
 
-usage: read_delta.py --path DIR [--app-id ID ...]
+With --txn-only, only the version and the `txn` versions are read (any table's columns).
+
+usage: read_delta.py --path DIR [--app-id ID ...] [--txn-only]
 """
 
 import argparse
@@ -20,7 +22,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--path", required=True)
     ap.add_argument("--app-id", action="append", default=[])
+    ap.add_argument("--txn-only", action="store_true")
     a = ap.parse_args()
+    table = DeltaTable(a.path)
+    txn = {app: table.transaction_version(app) for app in a.app_id}
+    if a.txn_only:
+        print(json.dumps({"version": table.version(), "txn": txn}))
+        return
     with tempfile.TemporaryDirectory(prefix="medallion-duckdb-ext-") as ext_dir:
         con = duckdb.connect(
             config={
@@ -44,8 +52,6 @@ def main():
         "min_ts": ts.min(),
         "max_ts": ts.max(),
     }
-    table = DeltaTable(a.path)
-    txn = {app: table.transaction_version(app) for app in a.app_id}
     print(json.dumps({"duckdb": duck, "polars": polars, "version": table.version(), "txn": txn}))
 
 

@@ -31,6 +31,11 @@ each SQL is run in one DuckDB connection over views of the tables it names (iceb
 of their current metadata), and the output is {"results": [[rows...], ...]} in the list's
 order, values canonicalised as above.
 
+With --warehouse DIR, a table with a Delta log at DIR/NAMESPACE/NAME (a medallion table
+kept with table_format = "delta") is read from there instead of the catalog: by DuckDB's
+delta extension (delta_scan) and polars (read_delta) in place of pyiceberg, DuckDB's
+iceberg_scan and polars' scan_iceberg.
+
 With --snapshots every snapshot of the table is read, oldest first, by pyiceberg
 and by DuckDB (iceberg_scan's snapshot_from_id), and the output is
 {"snapshots": [{"id": N, "operation": "...", "total_records": N or null,
@@ -221,7 +226,7 @@ def duckdb_connection():
     )
     # import_extension() only INSTALLs the wheel-shipped file; LOAD it too.
     s3 = s3_settings()
-    for name in ("avro", "iceberg") + (("httpfs",) if s3 else ()):  # avro before iceberg
+    for name in ("avro", "iceberg", "delta") + (("httpfs",) if s3 else ()):  # avro before iceberg
         import_extension(name, con=con)
         con.sql(f"LOAD {name}")
     con.sql("SET TimeZone = 'UTC'")
@@ -244,10 +249,39 @@ def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def duckdb_create_view(con, metadata_location, columns):
-    path = local_path(metadata_location)
+class DeltaTable:
+    """A Delta table found in the warehouse: its directory and column names."""
+
+    def __init__(self, path):
+        import deltalake
+
+        self.path = path
+        self.metadata_location = path
+        self.table = deltalake.DeltaTable(path)
+        self.columns = [f.name for f in self.table.schema().fields]
+
+
+def find_delta(warehouse, ident):
+    """The Delta table at WAREHOUSE/NAMESPACE/NAME, or None when there is none."""
+    if not warehouse or "." not in ident:
+        return None
+    ns, name = ident.split(".", 1)
+    path = os.path.join(warehouse, ns, name)
+    if not os.path.isdir(os.path.join(path, "_delta_log")):
+        return None
+    return DeltaTable(path)
+
+
+def scan_sql(table):
+    """The DuckDB table function reading `table`'s current state."""
+    if isinstance(table, DeltaTable):
+        return f"delta_scan({_sql_str(table.path)})"
+    return f"iceberg_scan({_sql_str(local_path(table.metadata_location))})"
+
+
+def duckdb_create_view(con, table, columns):
     sel = ", ".join(_ident(c) for c in columns) if columns else "*"
-    con.sql(f"CREATE OR REPLACE VIEW t AS SELECT {sel} FROM iceberg_scan({_sql_str(path)})")
+    con.sql(f"CREATE OR REPLACE VIEW t AS SELECT {sel} FROM {scan_sql(table)}")
 
 
 def _duckdb_arrow(rel):
@@ -259,7 +293,7 @@ def _duckdb_arrow(rel):
 def read_duckdb(table, columns):
     con = duckdb_connection()
     try:
-        duckdb_create_view(con, table.metadata_location, columns)
+        duckdb_create_view(con, table, columns)
         return _duckdb_arrow(con.sql("SELECT * FROM t"))
     finally:
         con.close()
@@ -278,6 +312,8 @@ def read_polars(table, columns):
             "aws_region": s3["region"],
             "aws_allow_http": "true",
         }
+    if isinstance(table, DeltaTable):
+        return pl.read_delta(table.path).select(columns).to_arrow()
     lf = pl.scan_iceberg(table, storage_options=options)
     return lf.select(columns).collect().to_arrow()
 
@@ -318,6 +354,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description="Read a medallion Iceberg table with third-party readers.")
     p.add_argument("--catalog-uri", required=True, help="SQLAlchemy URI of the SQL catalog, e.g. sqlite:////abs/catalog.db")
     p.add_argument("--table", default=None, help="NAMESPACE.NAME")
+    p.add_argument("--warehouse", default=None, help="local warehouse directory holding Delta tables")
     p.add_argument("--queries", default=None, help="JSON file of queries over several tables")
     p.add_argument("--columns", default=None, help="comma-separated columns (default: all, in schema order)")
     p.add_argument("--sql", default=None, help="SQL to run in DuckDB over view t instead of digesting")
@@ -354,19 +391,23 @@ def load_table(uri, ident):
         fail(f"cannot load table {ident!r} from catalog {uri!r}: {type(e).__name__}: {e}")
 
 
-def run_queries(uri, path):
+def open_table(uri, warehouse, ident):
+    """The table `ident`: a Delta table in the warehouse, else the catalog's Iceberg table."""
+    return find_delta(warehouse, ident) or load_table(uri, ident)
+
+
+def run_queries(uri, warehouse, path):
     with open(path) as f:
         queries = json.load(f)
-    locations = {}
+    scans = {}
     con = duckdb_connection()
     results = []
     try:
         for q in queries:
             for name, ident in q["views"].items():
-                if ident not in locations:
-                    locations[ident] = load_table(uri, ident).metadata_location
-                loc = _sql_str(local_path(locations[ident]))
-                con.sql(f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT * FROM iceberg_scan({loc})")
+                if ident not in scans:
+                    scans[ident] = scan_sql(open_table(uri, warehouse, ident))
+                con.sql(f"CREATE OR REPLACE VIEW {_ident(name)} AS SELECT * FROM {scans[ident]}")
             try:
                 res = _duckdb_arrow(con.sql(q["sql"]))
             except Exception as e:  # noqa: BLE001
@@ -380,12 +421,12 @@ def run_queries(uri, path):
 def run(argv):
     args = parse_args(argv)
     if args.queries is not None:
-        return run_queries(args.catalog_uri, args.queries)
+        return run_queries(args.catalog_uri, args.warehouse, args.queries)
     if args.table is None:
         fail("--table is required (or --queries)")
-    table = load_table(args.catalog_uri, args.table)
-    schema = table.schema()
-    all_cols = [f.name for f in schema.fields]
+    table = open_table(args.catalog_uri, args.warehouse, args.table)
+    delta = isinstance(table, DeltaTable)
+    all_cols = table.columns if delta else [f.name for f in table.schema().fields]
     if args.columns:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
         missing = [c for c in columns if c not in all_cols]
@@ -397,12 +438,14 @@ def run(argv):
         fail("no columns selected")
 
     if args.snapshots:
+        if delta:
+            fail("--snapshots reads Iceberg tables only")
         return {"snapshots": read_snapshots(table)}
 
     if args.sql is not None:
         con = duckdb_connection()
         try:
-            duckdb_create_view(con, table.metadata_location, columns if args.columns else None)
+            duckdb_create_view(con, table, columns if args.columns else None)
             try:
                 res = _duckdb_arrow(con.sql(args.sql))
             except Exception as e:  # noqa: BLE001
@@ -413,10 +456,13 @@ def run(argv):
         return {"metadata_location": table.metadata_location, "columns": res.column_names, "rows": rows}
 
     readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    if delta:
+        # pyiceberg reads Iceberg only: a Delta table is judged by DuckDB and polars.
+        readers = [r for r in readers if r != "pyiceberg"]
     bad = [r for r in readers if r not in READERS]
     if bad or not readers:
         fail(f"unknown reader(s) {bad}; choose from {','.join(ALL_READERS)}")
-    kinds = _iceberg_kinds(schema, columns)
+    kinds = {} if delta else _iceberg_kinds(table.schema(), columns)
     out = {"metadata_location": table.metadata_location, "columns": columns, "readers": {}}
     for r in readers:
         try:

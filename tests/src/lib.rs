@@ -785,18 +785,50 @@ impl Workspace {
         }
     }
 
-    /// Row count and content digest of a table as pyiceberg, DuckDB and polars read it.
+    /// Where the peer reader finds tables: the catalog, and a local warehouse's Delta tables.
+    fn peer_args(&self) -> Vec<String> {
+        let mut args = vec!["--catalog-uri".into(), self.peer_uri()];
+        if self.s3.is_none() {
+            args.extend(["--warehouse".into(), self.warehouse().display().to_string()]);
+        }
+        args
+    }
+
+    /// The next offset of each of `partitions` of `topic` that Delta table `table` holds, as
+    /// the deltalake package reads its `txn` actions (`None`: no `txn` for the partition).
+    pub fn delta_offsets(
+        &self,
+        table: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<Vec<Option<i64>>> {
+        let (ns, name) = table.split_once('.').context("table is NAMESPACE.NAME")?;
+        let path = self.warehouse().join(ns).join(name);
+        let mut args = vec![
+            "--path".to_string(),
+            path.display().to_string(),
+            "--txn-only".into(),
+        ];
+        let apps: Vec<String> = (0..partitions)
+            .map(|p| format!("medallion:{topic}:{p}"))
+            .collect();
+        for app in &apps {
+            args.extend(["--app-id".into(), app.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let seen = peer_json("read_delta.py", &args)?;
+        Ok(apps.iter().map(|a| seen["txn"][a].as_i64()).collect())
+    }
+
+    /// Row count and content digest of a table as pyiceberg, DuckDB and polars read it (a
+    /// Delta table: DuckDB and polars).
     pub fn peer_views(
         &self,
         table: &str,
         columns: &[&str],
     ) -> Result<BTreeMap<String, ReaderView>> {
-        let mut args = vec![
-            "--catalog-uri".into(),
-            self.peer_uri(),
-            "--table".into(),
-            table.into(),
-        ];
+        let mut args = self.peer_args();
+        args.extend(["--table".into(), table.into()]);
         if !columns.is_empty() {
             args.push("--columns".into());
             args.push(columns.join(","));
@@ -807,13 +839,8 @@ impl Workspace {
 
     /// Every snapshot of the table, oldest first, read by pyiceberg and DuckDB.
     pub fn snapshot_reads(&self, table: &str) -> Result<Vec<SnapshotRead>> {
-        let args = vec![
-            "--catalog-uri".into(),
-            self.peer_uri(),
-            "--table".into(),
-            table.into(),
-            "--snapshots".into(),
-        ];
+        let mut args = self.peer_args();
+        args.extend(["--table".into(), table.into(), "--snapshots".into()]);
         let v = run_peer(&args)?;
         let mut out = Vec::new();
         for s in v["snapshots"].as_array().cloned().unwrap_or_default() {
@@ -844,26 +871,16 @@ impl Workspace {
             })
             .collect();
         let file = self.write("queries.json", &serde_json::Value::Array(list).to_string())?;
-        let args = vec![
-            "--catalog-uri".into(),
-            self.peer_uri(),
-            "--queries".into(),
-            file.display().to_string(),
-        ];
+        let mut args = self.peer_args();
+        args.extend(["--queries".into(), file.display().to_string()]);
         let v = run_peer(&args)?;
         Ok(serde_json::from_value(v["results"].clone())?)
     }
 
     /// Rows of a DuckDB query over the table (as view `t`, read with `iceberg_scan`).
     pub fn duckdb(&self, table: &str, sql: &str) -> Result<Vec<Vec<serde_json::Value>>> {
-        let args = vec![
-            "--catalog-uri".into(),
-            self.peer_uri(),
-            "--table".into(),
-            table.into(),
-            "--sql".into(),
-            sql.into(),
-        ];
+        let mut args = self.peer_args();
+        args.extend(["--table".into(), table.into(), "--sql".into(), sql.into()]);
         let v = run_peer(&args)?;
         Ok(serde_json::from_value(v["rows"].clone())?)
     }

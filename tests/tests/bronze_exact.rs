@@ -1,6 +1,7 @@
-//! 100,000 events on 3 partitions with known duplicates and malformed records: bronze holds
-//! exactly the distinct valid ones, the DLQ exactly the malformed ones, and three readers we did
-//! not write agree on the table.
+//! 100,000 events (20,000 into Delta) on 3 partitions with known duplicates and malformed records: bronze holds
+//! exactly the distinct valid ones, the DLQ exactly the malformed ones, and the readers we did
+//! not write agree on the table: pyiceberg, DuckDB and polars on Iceberg, DuckDB's delta
+//! extension and polars on Delta.
 
 use std::collections::BTreeMap;
 
@@ -9,23 +10,34 @@ use e2e::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const EVENTS: usize = 100_000;
 const BASE_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 #[test]
 fn distinct_valid_events_land_once_and_malformed_ones_in_the_dlq() -> Result<()> {
+    exact("", 100_000)
+}
+
+#[test]
+fn distinct_valid_events_land_once_in_a_delta_table() -> Result<()> {
+    // Fewer events: Tansu on SQLite slows down sharply once it holds the other run's 100,000.
+    exact("table_format = \"delta\"\n", 20_000)
+}
+
+/// The run of `events` events, with the `table` settings added to the bronze table.
+fn exact(table: &str, events: usize) -> Result<()> {
+    let delta = table.contains("delta");
     let ws = Workspace::new()?;
     let topic = unique("exact");
     create_topic(&topic, 3)?;
 
     let mut rng = StdRng::seed_from_u64(42);
-    let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(EVENTS);
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(events);
     // For each message: Some(reason) when it must be dead-lettered.
-    let mut expected_reason: Vec<Option<&str>> = Vec::with_capacity(EVENTS);
+    let mut expected_reason: Vec<Option<&str>> = Vec::with_capacity(events);
     // Index of the message each valid event id was first sent in.
     let mut first_sent: BTreeMap<String, usize> = BTreeMap::new();
     let mut valid: Vec<usize> = Vec::new();
-    for i in 0..EVENTS {
+    for i in 0..events {
         let roll = rng.gen_range(0..100);
         let user = format!("u{}", rng.gen_range(0..1000));
         // About 2 % of events arrive up to a minute out of order.
@@ -76,6 +88,9 @@ fn distinct_valid_events_land_once_and_malformed_ones_in_the_dlq() -> Result<()>
         r#"{ interval = "2s", max_rows = 20000 }"#,
         "",
     )?;
+    // A group of its own: Tansu 0.6.0 is slow to let a new member into a group another test's
+    // consumer just left, and a rebalance mid-run dead-letters records twice (at-least-once).
+    ws.append(&spec, &format!("{table}group_id = \"{topic}\"\n"))?;
     run_once(&ws, &spec)?;
 
     // Bronze holds each distinct valid event once, the first copy sent.
@@ -119,12 +134,12 @@ fn distinct_valid_events_land_once_and_malformed_ones_in_the_dlq() -> Result<()>
             "_kafka_offset",
         ],
     )?;
-    assert_eq!(views.len(), 3, "{views:?}");
+    assert_eq!(views.len(), if delta { 2 } else { 3 }, "{views:?}");
     for (reader, view) in &views {
         assert_eq!(view.rows as usize, expected.len(), "{reader} row count");
         assert_eq!(
-            view.digest, views["pyiceberg"].digest,
-            "{reader} disagrees with pyiceberg"
+            view.digest, views["duckdb"].digest,
+            "{reader} disagrees with DuckDB"
         );
     }
 
@@ -159,9 +174,18 @@ fn distinct_valid_events_land_once_and_malformed_ones_in_the_dlq() -> Result<()>
 
     // The table's offsets say every partition was read to its end.
     let ends = end_offsets(&topic, 3)?;
-    let stored = ws.stored_offsets("bronze.web_events")?;
-    for (p, end) in ends.iter().enumerate() {
-        assert_eq!(stored.get(&topic, p as i32), Some(*end), "partition {p}");
-    }
+    let stored: Vec<Option<i64>> = match delta {
+        // The deltalake package reads the `txn` actions; no Iceberg table has the name.
+        true => {
+            assert_eq!(ws.current_snapshot("bronze.web_events")?, None);
+            ws.delta_offsets("bronze.web_events", &topic, 3)?
+        }
+        false => {
+            let stored = ws.stored_offsets("bronze.web_events")?;
+            (0..3).map(|p| stored.get(&topic, p)).collect()
+        }
+    };
+    let ends: Vec<Option<i64>> = ends.iter().map(|e| Some(*e)).collect();
+    assert_eq!(stored, ends, "each partition's next offset");
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lakehouse::{Catalog, CommitOutcome, IcebergTable, OffsetFence, TableDefinition};
+use lakehouse::{Catalog, CommitOutcome, OffsetFence, Table, TableDefinition, TableFormat};
 use schemas::EventSchema;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
@@ -94,6 +94,7 @@ struct TableOffsets {
     runtime: tokio::runtime::Handle,
     catalog: Arc<Catalog>,
     table: String,
+    format: TableFormat,
 }
 
 impl OffsetLookup for TableOffsets {
@@ -103,8 +104,12 @@ impl OffsetLookup for TableOffsets {
         loop {
             attempt += 1;
             let result = self.runtime.block_on(async {
-                let table = IcebergTable::open(self.catalog.clone(), &self.table).await?;
-                table.stored_offsets()
+                let table =
+                    Table::open_if_exists(self.catalog.clone(), &self.table, self.format).await?;
+                match table {
+                    Some(table) => table.stored_offsets(partitions).await,
+                    None => Ok(lakehouse::SourceOffsets::default()),
+                }
             });
             match result {
                 Ok(stored) => {
@@ -164,7 +169,7 @@ pub async fn run(
 
 struct Stage<'a> {
     config: &'a BronzeConfig,
-    table: IcebergTable,
+    table: Table,
     decoder: RowDecoder,
     dedupe: Option<Deduplicator>,
     dlq: DeadLetter,
@@ -200,13 +205,14 @@ impl<'a> Stage<'a> {
         config: &'a BronzeConfig,
     ) -> Result<Self> {
         crate::metrics::stage_starting(&config.table);
-        let table = IcebergTable::open_or_create(
+        let table = Table::open_or_create(
             catalog.clone(),
             &TableDefinition {
                 name: config.table.clone(),
                 schema: batch::bronze_schema(&config.schema),
                 partition_by_day: config.partition_by_day.then(|| config.event_time.clone()),
             },
+            config.table_format,
         )
         .await?;
         // First contact with the brokers: fails fast, naming them, when Kafka is unreachable.
@@ -223,6 +229,7 @@ impl<'a> Stage<'a> {
             runtime: tokio::runtime::Handle::current(),
             catalog,
             table: config.table.clone(),
+            format: config.table_format,
         };
         let source_config = SourceConfig {
             brokers: kafka.brokers.clone(),
@@ -342,7 +349,7 @@ impl<'a> Stage<'a> {
             if options.once && self.generation.is_some() && !self.any_dirty() {
                 let done = match self.positions.is_empty() {
                     false => self.reached_end(),
-                    true => self.table_covers(&once_target)?,
+                    true => self.table_covers(&once_target).await?,
                 };
                 if done {
                     break;
@@ -656,8 +663,9 @@ impl<'a> Stage<'a> {
     }
 
     /// Whether the table holds every partition of `target` up to its offset.
-    fn table_covers(&self, target: &[((String, i32), i64)]) -> Result<bool> {
-        let stored = self.table.stored_offsets()?;
+    async fn table_covers(&self, target: &[((String, i32), i64)]) -> Result<bool> {
+        let partitions: Vec<(String, i32)> = target.iter().map(|(p, _)| p.clone()).collect();
+        let stored = self.table.stored_offsets(&partitions).await?;
         Ok(target
             .iter()
             .all(|((t, p), end)| *end == 0 || stored.get(t, *p).is_some_and(|o| o >= *end)))
@@ -844,7 +852,7 @@ pub async fn current_reader_schema(
     catalog: Arc<Catalog>,
     config: &BronzeConfig,
 ) -> Result<EventSchema> {
-    match IcebergTable::open_if_exists(catalog, &config.table).await? {
+    match Table::open_if_exists(catalog, &config.table, config.table_format).await? {
         Some(table) => reader_schema(&table, config),
         None => Ok(config.schema.clone()),
     }
@@ -853,7 +861,7 @@ pub async fn current_reader_schema(
 /// The schema an Avro table in registry mode reads with: the one a writer schema last grew it
 /// to, else the spec's. A grown schema must still begin with the spec's fields, in order (the
 /// dedupe key and event time are found by position).
-fn reader_schema(table: &IcebergTable, config: &BronzeConfig) -> Result<EventSchema> {
+fn reader_schema(table: &Table, config: &BronzeConfig) -> Result<EventSchema> {
     let Some(text) = table.property(READER_SCHEMA_PROPERTY) else {
         return Ok(config.schema.clone());
     };
