@@ -106,10 +106,14 @@ impl OffsetLookup for TableOffsets {
             let result = self.runtime.block_on(async {
                 let table =
                     Table::open_if_exists(self.catalog.clone(), &self.table, self.format).await?;
-                match table {
-                    Some(table) => table.stored_offsets(partitions).await,
-                    None => Ok(lakehouse::SourceOffsets::default()),
-                }
+                // The stage created the table before starting the source: gone means dropped.
+                let table = table.ok_or_else(|| {
+                    lakehouse::Error::Config(format!(
+                        "table {} no longer exists ({} format)",
+                        self.table, self.format
+                    ))
+                })?;
+                table.stored_offsets(partitions).await
             });
             match result {
                 Ok(stored) => {
