@@ -7,7 +7,7 @@
 //! and rejects it when a commit after that one set a `txn` it also sets; a concurrent commit
 //! of other partitions only makes it retry on top.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -34,6 +34,13 @@ const MAX_CONFLICTS: usize = 20;
 /// Data files written for a Delta commit that has not happened yet.
 #[derive(Debug, Default)]
 pub struct StagedAdds(Vec<Add>);
+
+impl StagedAdds {
+    /// Adds the files of another write to this commit.
+    pub fn extend(&mut self, other: StagedAdds) {
+        self.0.extend(other.0);
+    }
+}
 
 /// A Delta table in a directory of the warehouse.
 pub struct DeltaLakeTable {
@@ -95,11 +102,26 @@ impl FileEntry {
     /// The file's largest value of timestamp `column` in microseconds, rounded up from the
     /// milliseconds Delta's statistics keep.
     fn max_micros(&self, column: &str) -> Option<i64> {
-        let stats: Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
-        let text = stats.get("maxValues")?.get(column)?.as_str()?;
-        let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-        Some(at.timestamp_micros() + 999)
+        self.statistic("maxValues", column).map(|m| m + 999)
     }
+
+    /// The file's smallest value of timestamp `column` in microseconds (milliseconds in the
+    /// statistics, truncated: never above the true value).
+    fn min_micros(&self, column: &str) -> Option<i64> {
+        self.statistic("minValues", column)
+    }
+
+    fn statistic(&self, kind: &str, column: &str) -> Option<i64> {
+        let stats: Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        let text = stats.get(kind)?.get(column)?.as_str()?;
+        let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+        Some(at.timestamp_micros())
+    }
+}
+
+/// The app id of a derived table's cursor `key`.
+fn cursor_app_id(key: &str) -> String {
+    format!("medallion:{key}")
 }
 
 /// The app id of a partition's `txn` action.
@@ -279,6 +301,132 @@ impl DeltaLakeTable {
                 Err(e) => return Err(delta_err(&self.name, "evolve schema")(e)),
             }
         }
+    }
+
+    /// The cursor `key` of a derived table (the last upstream snapshot it consumed): the
+    /// version of its `txn` action, app id `medallion:KEY`.
+    pub async fn cursor(&self, key: &str) -> Result<Option<i64>> {
+        let Ok(state) = self.table.snapshot() else {
+            return Ok(None);
+        };
+        state
+            .transaction_version(self.table.log_store().as_ref(), cursor_app_id(key))
+            .await
+            .map_err(delta_err(&self.name, "read txn"))
+    }
+
+    /// Removes the files `remove` (paths as [`Self::files_in_range`] gives them), adds
+    /// `staged` and moves cursor `key` from `expected` to `next` (a `txn` action), with
+    /// `state` set in the table configuration, in one commit, if and only if the cursor is
+    /// still `expected` and the files are all there. `Ok(false)`: nothing was committed.
+    pub async fn commit_cursor(
+        &mut self,
+        remove: &HashSet<String>,
+        staged: StagedAdds,
+        (key, expected, next): (&str, Option<i64>, i64),
+        state: &[(String, String)],
+    ) -> Result<bool> {
+        let mut conflicts = 0;
+        loop {
+            if self.cursor(key).await? != expected {
+                return Ok(false);
+            }
+            let snapshot = self
+                .table
+                .snapshot()
+                .map_err(delta_err(&self.name, "commit"))?;
+            let mut actions: Vec<Action> = staged.0.iter().cloned().map(Action::Add).collect();
+            let removes: Vec<Action> = snapshot
+                .log_data()
+                .into_iter()
+                .filter(|f| remove.contains(f.path().as_ref()))
+                .map(|f| Action::Remove(f.remove_action(true)))
+                .collect();
+            if removes.len() != remove.len() {
+                // Another writer removed some of them: the caller starts over.
+                return Ok(false);
+            }
+            actions.extend(removes);
+            if !state.is_empty() {
+                let mut metadata = snapshot.metadata().clone();
+                for (k, v) in state {
+                    metadata = metadata
+                        .add_config_key(k.clone(), v.clone())
+                        .map_err(|e| schema_err(&self.name, e))?;
+                }
+                actions.push(Action::Metadata(metadata));
+            }
+            let operation = match remove.is_empty() {
+                true => DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+                false => DeltaOperation::Update { predicate: None },
+            };
+            let commit = CommitBuilder::from(
+                CommitProperties::default()
+                    .with_max_retries(0)
+                    .with_application_transactions(vec![Transaction::new(
+                        cursor_app_id(key),
+                        next,
+                    )]),
+            )
+            .with_actions(actions)
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await;
+            match commit {
+                Ok(done) => {
+                    self.table.state = Some(done.snapshot());
+                    return Ok(true);
+                }
+                Err(
+                    DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_),
+                ) if conflicts < MAX_CONFLICTS => {
+                    conflicts += 1;
+                    self.refresh().await?;
+                }
+                Err(e) => return Err(delta_err(&self.name, "commit")(e)),
+            }
+        }
+    }
+
+    /// The data files that may hold a row whose timestamp `column` is in `[from, to)`
+    /// (microseconds; `None` leaves that side open), judged by their statistics; a file
+    /// without them is included.
+    pub fn files_in_range(
+        &self,
+        column: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<HashSet<String>> {
+        Ok(self
+            .files()?
+            .into_iter()
+            .filter(|f| {
+                let (lower, upper) = (f.min_micros(column), f.max_micros(column));
+                from.is_none_or(|from| upper.is_none_or(|u| u >= from))
+                    && to.is_none_or(|to| lower.is_none_or(|l| l < to))
+            })
+            .map(|f| f.path)
+            .collect())
+    }
+
+    /// Every column of the rows in the given data files of the current version.
+    pub async fn scan_files(&self, files: &HashSet<String>) -> Result<Vec<RecordBatch>> {
+        let columns: Vec<String> = self
+            .arrow_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut out = Vec::new();
+        for file in self.files()? {
+            if files.contains(&file.path) {
+                out.extend(self.read_file(&file.path, &columns).await?);
+            }
+        }
+        Ok(out)
     }
 
     /// The largest value of a timestamp column, from the data files' statistics (Delta keeps

@@ -1,6 +1,7 @@
 //! One table interface over the formats a table may be kept in, so that a stage names the
 //! format in its settings and nowhere else.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -8,6 +9,7 @@ use arrow::datatypes::{Field, SchemaRef};
 
 use crate::delta::{DeltaLakeTable, StagedAdds};
 use crate::offsets::{OffsetFence, SourceOffsets};
+use crate::replace::ReplaceOutcome;
 use crate::table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};
 use crate::{Catalog, Error, Result};
 
@@ -43,6 +45,29 @@ pub enum Table {
 pub enum Staged {
     Iceberg(StagedFiles),
     Delta(StagedAdds),
+}
+
+impl Staged {
+    /// Adds the files of another write of the same table to this commit.
+    pub fn extend(&mut self, other: Staged) -> Result<()> {
+        match (self, other) {
+            (Self::Iceberg(a), Self::Iceberg(b)) => a.extend(b),
+            (Self::Delta(a), Self::Delta(b)) => a.extend(b),
+            _ => return Err(mixed()),
+        }
+        Ok(())
+    }
+}
+
+fn mixed() -> Error {
+    Error::Config("files staged for one table format cannot be committed to another".into())
+}
+
+/// A cursor value as a Delta `txn` version (derived tables' cursors are snapshot ids).
+fn version(cursor: &str) -> Result<i64> {
+    cursor
+        .parse()
+        .map_err(|_| Error::Config(format!("cursor {cursor:?} is not a snapshot id")))
 }
 
 impl Table {
@@ -158,10 +183,84 @@ impl Table {
         match (self, staged) {
             (Self::Iceberg(t), Staged::Iceberg(s)) => t.commit_append(s, fence, extra).await,
             (Self::Delta(t), Staged::Delta(s)) => t.commit_append(s, fence, extra).await,
-            (t, _) => Err(Error::Config(format!(
-                "table {}: files staged for another table format",
-                t.name()
-            ))),
+            _ => Err(mixed()),
+        }
+    }
+
+    /// The cursor `key` of a derived table: the last upstream snapshot it consumed, `None`
+    /// before its first commit.
+    pub async fn cursor(&self, key: &str) -> Result<Option<String>> {
+        match self {
+            Self::Iceberg(t) => Ok(t.snapshot_property(key).map(str::to_string)),
+            Self::Delta(t) => Ok(t.cursor(key).await?.map(|v| v.to_string())),
+        }
+    }
+
+    /// A property the newest commit that set it left for later ones (a derived table's
+    /// state): the snapshot summary (Iceberg) or the table configuration (Delta).
+    pub fn commit_property(&self, key: &str) -> Option<&str> {
+        match self {
+            Self::Iceberg(t) => t.snapshot_property(key),
+            Self::Delta(t) => t.property(key),
+        }
+    }
+
+    /// Removes the files `remove` (as [`Self::files_in_range`] names them), adds `staged`,
+    /// moves cursor `key` from `expected` to `next` and sets the `state` properties, in one
+    /// commit, if and only if the cursor is still `expected` (compare-and-set) and the files
+    /// are all still there. `Ok(false)`: nothing was committed.
+    pub async fn commit_cursor(
+        &mut self,
+        remove: &HashSet<String>,
+        staged: Staged,
+        (key, expected, next): (&str, Option<&str>, &str),
+        state: &[(String, String)],
+    ) -> Result<bool> {
+        match (self, staged) {
+            (Self::Iceberg(t), Staged::Iceberg(s)) => {
+                if remove.is_empty() {
+                    return t.commit_cursor(s, key, expected, next, state).await;
+                }
+                let mut properties: HashMap<String, String> = state.iter().cloned().collect();
+                properties.insert(key.to_string(), next.to_string());
+                let outcome = t
+                    .replace_if(remove, &s, |t| {
+                        Ok(match t.snapshot_property(key) == expected {
+                            true => Ok(properties.clone()),
+                            false => Err(()),
+                        })
+                    })
+                    .await?;
+                Ok(matches!(outcome, ReplaceOutcome::Committed { .. }))
+            }
+            (Self::Delta(t), Staged::Delta(s)) => {
+                let expected = expected.map(version).transpose()?;
+                let cursor = (key, expected, version(next)?);
+                t.commit_cursor(remove, s, cursor, state).await
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// The data files that may hold a row whose timestamp `column` is in `[from, to)`
+    /// (microseconds; `None` leaves that side open), judged by their statistics.
+    pub async fn files_in_range(
+        &self,
+        column: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<HashSet<String>> {
+        match self {
+            Self::Iceberg(t) => t.files_in_range(column, from, to).await,
+            Self::Delta(t) => t.files_in_range(column, from, to),
+        }
+    }
+
+    /// Every column of the rows in the given data files.
+    pub async fn scan_files(&self, files: HashSet<String>) -> Result<Vec<RecordBatch>> {
+        match self {
+            Self::Iceberg(t) => t.scan_files(files).await,
+            Self::Delta(t) => t.scan_files(&files).await,
         }
     }
 
@@ -298,6 +397,67 @@ mod tests {
             .await;
         let stored = stored.unwrap();
         assert_eq!((stored.get("t", 0), stored.get("t", 1)), (Some(7), None));
+    }
+
+    /// A derived table's commits in either format: the cursor is compare-and-set, the state
+    /// is read back, and a replacement swaps exactly the files it names.
+    async fn cursor_commits(format: TableFormat) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir).await;
+        let mut def = def("gold.g");
+        def.partition_by_day = Some("ts".into());
+        let mut table = Table::open_or_create(catalog.clone(), &def, format)
+            .await
+            .unwrap();
+        let none = HashSet::new();
+        assert_eq!(table.cursor("c").await.unwrap(), None);
+        let staged = table.write(&rows(&[1, 2], |i| DAY + i)).await.unwrap();
+        let state = [("s".to_string(), "a".to_string())];
+        let done = table.commit_cursor(&none, staged, ("c", None, "10"), &state);
+        assert!(done.await.unwrap());
+        let staged = table.write(&rows(&[9], |_| 5 * DAY)).await.unwrap();
+        let stale = table.commit_cursor(&none, staged, ("c", None, "11"), &[]);
+        assert!(
+            !stale.await.unwrap(),
+            "{format}: a moved cursor refuses the commit"
+        );
+
+        let mut reopened = Table::open_if_exists(catalog.clone(), "gold.g", format)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reopened.cursor("c").await.unwrap().as_deref(), Some("10"));
+        assert_eq!(reopened.commit_property("s"), Some("a"));
+        let files = reopened
+            .files_in_range("ts", Some(DAY), Some(2 * DAY))
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1, "{format}: {files:?}");
+        let old = reopened.scan_files(files.clone()).await.unwrap();
+        assert_eq!(sorted_ids(&old), vec![1, 2]);
+        let mut staged = reopened.write(&rows(&[3], |i| DAY + i)).await.unwrap();
+        let kept = old[0].slice(1, 1);
+        staged.extend(reopened.write(&kept).await.unwrap()).unwrap();
+        let done = reopened.commit_cursor(&files, staged, ("c", Some("10"), "12"), &[]);
+        assert!(done.await.unwrap());
+        let all = reopened.scan_since(&["id".into()], "ts", 0).await.unwrap();
+        assert_eq!(sorted_ids(&all), vec![2, 3], "{format}");
+        assert_eq!(reopened.cursor("c").await.unwrap().as_deref(), Some("12"));
+        assert_eq!(reopened.commit_property("s"), Some("a"));
+        // The files named are gone now: a second replacement of them commits nothing.
+        let staged = reopened.write(&rows(&[4], |i| DAY + i)).await.unwrap();
+        let gone = reopened.commit_cursor(&files, staged, ("c", Some("12"), "13"), &[]);
+        assert!(!gone.await.unwrap(), "{format}");
+    }
+
+    #[tokio::test]
+    async fn cursor_commits_of_an_iceberg_table() {
+        cursor_commits(TableFormat::Iceberg).await;
+    }
+
+    #[tokio::test]
+    async fn cursor_commits_of_a_delta_table() {
+        cursor_commits(TableFormat::Delta).await;
     }
 
     #[tokio::test]

@@ -49,15 +49,18 @@ pub(crate) async fn open_source(
     }
 }
 
-/// The last source snapshot `table` has consumed: its cursor property `key`; `None` before
-/// its first commit. The error says what the property holds instead.
-pub(crate) fn cursor(table: &IcebergTable, key: &str) -> std::result::Result<Option<i64>, String> {
-    match table.snapshot_property(key) {
+/// The last source snapshot a table has consumed: its cursor `key`, whose value is `value`;
+/// `None` before its first commit. The error says what the cursor holds instead.
+pub(crate) fn parse_cursor(
+    key: &str,
+    value: Option<&str>,
+) -> std::result::Result<Option<i64>, String> {
+    match value {
         None => Ok(None),
         Some(c) => c
             .parse()
             .map(Some)
-            .map_err(|_| format!("snapshot property {key} is {c:?}, not a snapshot id")),
+            .map_err(|_| format!("cursor {key} is {c:?}, not a snapshot id")),
     }
 }
 

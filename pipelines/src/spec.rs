@@ -72,6 +72,11 @@ pub struct GoldSpec {
     /// At most this many source snapshots go into one commit.
     #[serde(default = "default_batch_snapshots")]
     pub batch_snapshots: usize,
+    /// How the table is kept: `iceberg` (the default, partitioned by day of `window_start`)
+    /// or `delta` (a Delta Lake table at `WAREHOUSE/gold/NAME`, not partitioned; local
+    /// warehouses).
+    #[serde(default)]
+    pub table_format: lakehouse::TableFormat,
 }
 
 /// Top-N per window.
@@ -511,10 +516,12 @@ impl PipelineSpec {
 
     /// How the spec's table `name` is kept (Iceberg for tables the spec does not name).
     pub fn table_format(&self, name: &str) -> lakehouse::TableFormat {
-        self.bronze
-            .iter()
-            .find(|b| b.table == name)
-            .map(|b| b.table_format)
+        let bronze = self.bronze.iter().map(|b| (&b.table, b.table_format));
+        let gold = self.gold.iter().map(|g| (&g.table, g.table_format));
+        bronze
+            .chain(gold)
+            .find(|(table, _)| *table == name)
+            .map(|(_, format)| format)
             .unwrap_or_default()
     }
 
@@ -601,11 +608,7 @@ impl PipelineSpec {
                     "expected another table, as NAMESPACE.NAME (e.g. bronze.web_events)",
                 );
             }
-            let delta_source = self
-                .bronze
-                .iter()
-                .any(|b| b.table == t.source && b.table_format == lakehouse::TableFormat::Delta);
-            if delta_source {
+            if self.table_format(&t.source) == lakehouse::TableFormat::Delta {
                 return bad(
                     key("source"),
                     "reading a Delta table into silver is not supported yet; keep the source in Iceberg",
@@ -659,6 +662,20 @@ impl PipelineSpec {
                 return bad(
                     key("source"),
                     "expected another table, as NAMESPACE.NAME (e.g. silver.purchases)",
+                );
+            }
+            if self.table_format(&g.source) == lakehouse::TableFormat::Delta {
+                return bad(
+                    key("source"),
+                    "reading a Delta table into gold is not supported yet; keep the source in Iceberg",
+                );
+            }
+            if g.table_format == lakehouse::TableFormat::Delta
+                && self.lakehouse.warehouse.starts_with("s3://")
+            {
+                return bad(
+                    key("table_format"),
+                    "Delta tables need a local warehouse yet; lakehouse.warehouse is on S3",
                 );
             }
             if g.aggregates.is_empty() {

@@ -42,11 +42,6 @@ pub(crate) async fn report(
     let mut planned = Vec::new();
     let mut unreported_tables = BTreeMap::new();
     for b in &spec.bronze {
-        if b.table_format == TableFormat::Delta {
-            let why = "Delta tables are not in the quality report yet";
-            unreported_tables.insert(b.table.clone(), why.to_string());
-            continue;
-        }
         planned.push(Planned {
             name: &b.table,
             layer: "bronze",
@@ -72,6 +67,11 @@ pub(crate) async fn report(
     let mut tables = Vec::new();
     let mut missing_tables = Vec::new();
     for plan in &planned {
+        if spec.table_format(plan.name) == TableFormat::Delta {
+            let why = "Delta tables are not in the quality report yet";
+            unreported_tables.insert(plan.name.to_string(), why.to_string());
+            continue;
+        }
         let Some(table) = IcebergTable::open_if_exists(catalog.clone(), plan.name).await? else {
             missing_tables.push(plan.name.to_string());
             continue;

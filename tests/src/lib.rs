@@ -802,22 +802,49 @@ impl Workspace {
         topic: &str,
         partitions: i32,
     ) -> Result<Vec<Option<i64>>> {
-        let (ns, name) = table.split_once('.').context("table is NAMESPACE.NAME")?;
-        let path = self.warehouse().join(ns).join(name);
-        let mut args = vec![
-            "--path".to_string(),
-            path.display().to_string(),
-            "--txn-only".into(),
-        ];
         let apps: Vec<String> = (0..partitions)
             .map(|p| format!("medallion:{topic}:{p}"))
             .collect();
-        for app in &apps {
+        let seen = self.delta_log(table, &apps)?;
+        Ok(apps.iter().map(|a| seen["txn"][a].as_i64()).collect())
+    }
+
+    /// A Delta table's version, the `txn` versions of `apps` and its configuration, as the
+    /// deltalake package reads them.
+    pub fn delta_log(&self, table: &str, apps: &[String]) -> Result<serde_json::Value> {
+        let mut args = vec![
+            "--path".to_string(),
+            self.delta_path(table)?,
+            "--txn-only".into(),
+        ];
+        for app in apps {
             args.extend(["--app-id".into(), app.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let seen = peer_json("read_delta.py", &args)?;
-        Ok(apps.iter().map(|a| seen["txn"][a].as_i64()).collect())
+        peer_json("read_delta.py", &args)
+    }
+
+    /// Every version of a Delta table, oldest first: (operation, rows polars reads, rows the
+    /// deltalake package reads).
+    pub fn delta_versions(&self, table: &str) -> Result<Vec<(String, u64, u64)>> {
+        let path = self.delta_path(table)?;
+        let seen = peer_json("read_delta.py", &["--path", &path, "--versions"])?;
+        let versions = seen["versions"].as_array().cloned().unwrap_or_default();
+        Ok(versions
+            .iter()
+            .map(|v| {
+                (
+                    v["operation"].as_str().unwrap_or_default().to_string(),
+                    v["polars"].as_u64().unwrap_or(u64::MAX),
+                    v["deltalake"].as_u64().unwrap_or(u64::MAX - 1),
+                )
+            })
+            .collect())
+    }
+
+    fn delta_path(&self, table: &str) -> Result<String> {
+        let (ns, name) = table.split_once('.').context("table is NAMESPACE.NAME")?;
+        Ok(self.warehouse().join(ns).join(name).display().to_string())
     }
 
     /// Row count and content digest of a table as pyiceberg, DuckDB and polars read it (a

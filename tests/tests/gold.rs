@@ -2,7 +2,8 @@
 //! windows computed in one batch by DuckDB over silver, minus exactly the records of each
 //! table's late output: 20 seeded random streams with disorder and lateness, each through its
 //! own silver table and four gold tables (tumbling, sliding and session windows in final mode,
-//! tumbling in update mode), run in two parts so the second restores the open windows.
+//! tumbling in update mode), run in two parts so the second restores the open windows. The
+//! same with the gold tables kept as Delta tables (6 streams), read by DuckDB's delta extension.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,6 +14,8 @@ use rand::{Rng, SeedableRng};
 use e2e::{create_topic, produce, read_topic, run_once, unique, Workspace};
 
 const SEEDS: u64 = 20;
+/// Streams of the Delta run: every window kind and both emit modes, in a third of the time.
+const DELTA_SEEDS: u64 = 6;
 const EVENTS_PER_SEED: usize = 240;
 const MIN: i64 = 60_000_000;
 const LATENESS: i64 = 30_000_000;
@@ -132,11 +135,16 @@ fn stream(seed: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// The watermark (µs) the table's last commit recorded.
-fn watermark(ws: &Workspace, table: &str) -> Result<i64> {
-    let state = ws
-        .snapshot_property(table, "medallion.gold.state")?
-        .with_context(|| format!("{table}: no gold state"))?;
+/// The watermark (µs) the table's last commit recorded: in its snapshot summary (Iceberg),
+/// or its configuration as the deltalake package reads it (Delta).
+fn watermark(ws: &Workspace, table: &str, delta: bool) -> Result<i64> {
+    let state = match delta {
+        true => ws.delta_log(table, &[])?["configuration"]["medallion.gold.state"]
+            .as_str()
+            .map(str::to_string),
+        false => ws.snapshot_property(table, "medallion.gold.state")?,
+    };
+    let state = state.with_context(|| format!("{table}: no gold state"))?;
     let state: serde_json::Value = serde_json::from_str(&state)?;
     state["watermark"]
         .as_i64()
@@ -211,6 +219,32 @@ fn checks() -> [Check; 4] {
 
 #[test]
 fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -> Result<()> {
+    let (ws, spec) = oracle(false, SEEDS)?;
+    backfills_rebuild_final_windows_from_all_of_silver(&ws, &spec)
+}
+
+#[test]
+fn delta_gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -> Result<()> {
+    let (ws, spec) = oracle(true, DELTA_SEEDS)?;
+    // The tables are Delta tables, not Iceberg ones of the same names.
+    for (suffix, _, _) in checks() {
+        assert_eq!(ws.current_snapshot(&format!("gold.s1_{suffix}"))?, None);
+    }
+    // Backfill rebuilds Iceberg tables only: refused, naming why.
+    let spec_arg = spec.display().to_string();
+    let out = e2e::medallion_output(
+        &["backfill", "gold.s1_minute", "--spec", &spec_arg],
+        ws.path(),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Delta table"), "{stderr}");
+    Ok(())
+}
+
+/// Runs the streams of `seeds` seeds through their silver and gold tables (Delta ones with
+/// `delta`) and checks every gold table against the oracle; the workspace and spec.
+fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
     let ws = Workspace::new()?;
     let topic = unique("gold");
     create_topic(&topic, 3)?;
@@ -222,14 +256,20 @@ fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -
         "",
     )?;
     let mut text = std::fs::read_to_string(&spec)?;
-    for seed in 1..=SEEDS {
-        text += &layers(seed).replace(&format!("DLQ{seed}"), &dlq(seed));
+    let gold = match delta {
+        true => "[[gold]]\ntable_format = \"delta\"\n",
+        false => "[[gold]]\n",
+    };
+    for seed in 1..=seeds {
+        text += &layers(seed)
+            .replace(&format!("DLQ{seed}"), &dlq(seed))
+            .replace("[[gold]]\n", gold);
     }
     std::fs::write(&spec, text)?;
 
     // The streams interleaved, as one topic carries them; two runs, so the second restores
     // the open windows from the first one's checkpoints.
-    let streams: Vec<Vec<(String, Vec<u8>)>> = (1..=SEEDS).map(stream).collect();
+    let streams: Vec<Vec<(String, Vec<u8>)>> = (1..=seeds).map(stream).collect();
     let interleaved: Vec<(String, Vec<u8>)> = (0..EVENTS_PER_SEED)
         .flat_map(|i| streams.iter().map(move |s| s[i].clone()))
         .collect();
@@ -241,7 +281,7 @@ fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -
 
     let mut queries = Vec::new();
     let mut late_total = 0;
-    for seed in 1..=SEEDS {
+    for seed in 1..=seeds {
         // Late output per gold table, each record once.
         let mut late: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for d in read_topic(&dlq(seed))? {
@@ -262,7 +302,7 @@ fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -
         late_total += late.values().map(BTreeSet::len).sum::<usize>();
         for (suffix, oracle, gold) in checks() {
             let table = format!("gold.s{seed}_{suffix}");
-            let wm = watermark(&ws, &table)?;
+            let wm = watermark(&ws, &table, delta)?;
             let r = on_time(late.get(&table));
             let silver = vec![("t", format!("silver.s{seed}"))];
             queries.push((table.clone(), silver, oracle(&r, wm)));
@@ -295,7 +335,7 @@ fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -
             "SELECT dataset, alert, epoch_us(window_start), group_key FROM t ORDER BY ALL".into(),
         ),
         (
-            (1..=SEEDS)
+            (1..=seeds)
                 .map(|s| ("t", format!("gold.s{s}_minute")))
                 .take(1)
                 .collect(),
@@ -316,21 +356,31 @@ fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -
         .collect();
     assert!(raised_tables.len() > 1, "{raised_tables:?}");
 
-    // Update mode replaced rows; pyiceberg and DuckDB read each of its snapshots alike.
-    let snapshots = ws.snapshot_reads("gold.s1_live")?;
-    assert!(
-        snapshots.iter().any(|s| s.operation == "overwrite"),
-        "{snapshots:?}"
-    );
-    for s in &snapshots {
-        assert_eq!(s.pyiceberg, s.duckdb, "{s:?}");
-        assert_eq!(s.total_records, Some(s.pyiceberg), "{s:?}");
+    if delta {
+        // Update mode replaced rows (an UPDATE commit removing and adding files); polars and
+        // the deltalake package read each version alike.
+        let versions = ws.delta_versions("gold.s1_live")?;
+        assert!(versions.iter().any(|v| v.0 == "UPDATE"), "{versions:?}");
+        for v in &versions {
+            assert_eq!(v.1, v.2, "{versions:?}");
+        }
+    } else {
+        // Update mode replaced rows; pyiceberg and DuckDB read each of its snapshots alike.
+        let snapshots = ws.snapshot_reads("gold.s1_live")?;
+        assert!(
+            snapshots.iter().any(|s| s.operation == "overwrite"),
+            "{snapshots:?}"
+        );
+        for s in &snapshots {
+            assert_eq!(s.pyiceberg, s.duckdb, "{s:?}");
+            assert_eq!(s.total_records, Some(s.pyiceberg), "{s:?}");
+        }
     }
     eprintln!(
         "{} gold tables, {windows} windows, {late_total} late records: all equal to the oracle",
         queries.len() / 2
     );
-    backfills_rebuild_final_windows_from_all_of_silver(&ws, &spec)
+    Ok((ws, spec))
 }
 
 /// `medallion backfill` of seed 1's gold tables: the final windows starting in the range
@@ -347,7 +397,7 @@ fn backfills_rebuild_final_windows_from_all_of_silver(
     let mut changed = 0;
     for (suffix, oracle, gold) in checks() {
         let table = format!("gold.s1_{suffix}");
-        let wm = watermark(ws, &table)?;
+        let wm = watermark(ws, &table, false)?;
         // (--from, --to) in µs; None: the flag is left out.
         let (from, to) = match suffix {
             "minute" => (Some(BASE + MIN), None),

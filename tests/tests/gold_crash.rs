@@ -1,5 +1,6 @@
 //! Gold killed with SIGKILL again and again while it works through silver's snapshots: the
-//! tables, alerts and late output it ends with equal those of an uninterrupted run.
+//! tables, alerts and late output it ends with equal those of an uninterrupted run, for
+//! Iceberg gold tables and for Delta ones (against the uninterrupted run's Iceberg tables).
 
 use std::collections::BTreeSet;
 
@@ -11,8 +12,9 @@ use rand::{Rng, SeedableRng};
 const KILLS: usize = 12;
 
 /// Two gold tables over `silver.events`: tumbling windows in update mode (replace-files
-/// commits) and sessions in final mode (restored final sessions), named `<prefix>_…`.
-fn gold_spec(ws: &Workspace, prefix: &str) -> Result<std::path::PathBuf> {
+/// commits) and sessions in final mode (restored final sessions), named `<prefix>_…`, with the
+/// `table` settings added to each.
+fn gold_spec(ws: &Workspace, prefix: &str, table: &str) -> Result<std::path::PathBuf> {
     let dlq = format!("{}.dlq", unique(prefix));
     let text = format!(
         r#"{head}
@@ -47,6 +49,7 @@ poll = "100ms"
 "#,
         head = ws.spec_head(""),
     );
+    let text = text.replace("[[gold]]\n", &format!("[[gold]]\n{table}"));
     ws.write(&format!("{prefix}.toml"), &text)
 }
 
@@ -78,6 +81,16 @@ fn late(spec: &std::path::Path) -> Result<BTreeSet<(String, String)>> {
 
 #[test]
 fn gold_killed_repeatedly_equals_an_uninterrupted_run() -> Result<()> {
+    killed_repeatedly("")
+}
+
+#[test]
+fn delta_gold_killed_repeatedly_equals_an_uninterrupted_run() -> Result<()> {
+    killed_repeatedly("table_format = \"delta\"\n")
+}
+
+/// The crashed run's gold tables have the `table` settings; the reference is Iceberg.
+fn killed_repeatedly(table: &str) -> Result<()> {
     let ws = Workspace::new()?;
     let topic = unique("gold");
     create_topic(&topic, 2)?;
@@ -126,7 +139,7 @@ batch_snapshots = 1
     produce(&topic, &events)?;
     run_once(&ws, &spec)?;
 
-    let crashed = gold_spec(&ws, "crashed")?;
+    let crashed = gold_spec(&ws, "crashed", table)?;
     let log = ws.path().join("gold.log");
     // At a random moment: replaying, aggregating, writing files or committing.
     let mid_run = kill_repeatedly(&crashed, &log, KILLS, 300, &mut rng)?;
@@ -135,7 +148,7 @@ batch_snapshots = 1
         "only {mid_run} of {KILLS} kills came after a commit"
     );
     run_once(&ws, &crashed)?;
-    let reference = gold_spec(&ws, "reference")?;
+    let reference = gold_spec(&ws, "reference", "")?;
     run_once(&ws, &reference)?;
 
     for table in ["minute", "sessions"] {
@@ -166,5 +179,10 @@ batch_snapshots = 1
     let (got, want) = (late(&crashed)?, late(&reference)?);
     assert!(!want.is_empty(), "the reference has no late records");
     assert_eq!(got, want, "late output");
+    if !table.is_empty() {
+        // The crashed run's tables are Delta tables, not Iceberg ones of the same names.
+        assert_eq!(ws.current_snapshot("gold.crashed_minute")?, None);
+        assert!(ws.delta_log("gold.crashed_minute", &[])?["version"].as_i64() > Some(10));
+    }
     Ok(())
 }

@@ -54,6 +54,11 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
+    if spec.table_format == lakehouse::TableFormat::Delta {
+        return Err(stage_err(
+            "backfill rebuilds Iceberg gold tables only yet; this one is a Delta table".into(),
+        ));
+    }
     let mut table = IcebergTable::open(catalog.clone(), &spec.table).await?;
     let mut source = IcebergTable::open(catalog.clone(), &spec.source).await?;
     let mut alerts = Alerts::open(catalog, &spec.table, &spec.alerts, &spec.group_by).await?;
@@ -65,7 +70,9 @@ pub async fn backfill(
     for attempt in 0..MAX_ATTEMPTS {
         table.refresh().await?;
         source.refresh().await?;
-        let Some(consumed) = crate::follow::cursor(&table, CURSOR_PROPERTY).map_err(stage_err)?
+        let Some(consumed) =
+            crate::follow::parse_cursor(CURSOR_PROPERTY, table.snapshot_property(CURSOR_PROPERTY))
+                .map_err(stage_err)?
         else {
             return Err(stage_err(
                 "the table has consumed nothing yet: nothing to backfill".to_string(),

@@ -13,13 +13,13 @@ mod config;
 mod rows;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::compute::{filter_record_batch, take};
-use lakehouse::{Catalog, DataFiles, IcebergTable, ReplaceOutcome, TableDefinition};
+use lakehouse::{Catalog, DataFiles, IcebergTable, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -80,7 +80,7 @@ pub struct GoldReport {
 struct Gold<'a> {
     config: &'a GoldConfig,
     source: IcebergTable,
-    table: IcebergTable,
+    table: Table,
     operator: WindowOperator,
     /// Per source snapshot since the replay point: (sequence, id, clock before it).
     history: VecDeque<(i64, i64, Clock)>,
@@ -115,13 +115,14 @@ pub async fn run(
     let Some(source) = source else {
         return Ok(report);
     };
-    let table = IcebergTable::open_or_create(
+    let table = Table::open_or_create(
         catalog.clone(),
         &TableDefinition {
             name: spec.table.clone(),
             schema: config.output().clone(),
             partition_by_day: Some("window_start".to_string()),
         },
+        spec.table_format,
     )
     .await?;
     let dlq = DeadLetter::connect(
@@ -149,7 +150,7 @@ pub async fn run(
         gold.restore().await?;
         loop {
             gold.source.refresh().await?;
-            let pending = gold.source.appends_after(gold.cursor()?)?;
+            let pending = gold.source.appends_after(gold.cursor().await?)?;
             if pending.is_empty() {
                 if options.once || wait(&mut stop, spec.poll).await {
                     break 'restore;
@@ -161,7 +162,7 @@ pub async fn run(
             }
             for chunk in pending.chunks(spec.batch_snapshots) {
                 let started = Instant::now();
-                let cursor = gold.cursor()?;
+                let cursor = gold.cursor().await?;
                 let mut output = Output::default();
                 let mut files = gold.source.files_added_by(chunk).await?;
                 for snapshot in chunk {
@@ -269,15 +270,17 @@ impl Gold<'_> {
         }
     }
 
-    fn cursor(&self) -> Result<Option<i64>> {
-        crate::follow::cursor(&self.table, CURSOR_PROPERTY).map_err(|m| self.stage_err(m))
+    async fn cursor(&self) -> Result<Option<i64>> {
+        let cursor = self.table.cursor(CURSOR_PROPERTY).await?;
+        crate::follow::parse_cursor(CURSOR_PROPERTY, cursor.as_deref())
+            .map_err(|m| self.stage_err(m))
     }
 
     /// Rebuilds the operator from the table's checkpoint by replaying the source from it.
     async fn restore(&mut self) -> Result<()> {
         self.table.refresh().await?;
         self.source.refresh().await?;
-        let checkpoint: Checkpoint = match self.table.snapshot_property(STATE_PROPERTY) {
+        let checkpoint: Checkpoint = match self.table.commit_property(STATE_PROPERTY) {
             None => Checkpoint::default(),
             Some(json) => serde_json::from_str(json)
                 .map_err(|e| self.stage_err(format!("snapshot property {STATE_PROPERTY}: {e}")))?,
@@ -288,7 +291,7 @@ impl Gold<'_> {
             self.restore_final_sessions(checkpoint.clock.watermark(), gap)
                 .await?;
         }
-        let (Some(from), Some(cursor)) = (checkpoint.replay_from, self.cursor()?) else {
+        let (Some(from), Some(cursor)) = (checkpoint.replay_from, self.cursor().await?) else {
             return Ok(());
         };
         let appends = self.source.appends_after(None)?;
@@ -469,10 +472,9 @@ impl Gold<'_> {
     ) -> Result<Option<(u64, u64)>> {
         let state =
             serde_json::to_string(&self.checkpoint()).map_err(|e| self.stage_err(e.to_string()))?;
-        let properties = HashMap::from([
-            (CURSOR_PROPERTY.to_string(), last.to_string()),
-            (STATE_PROPERTY.to_string(), state),
-        ]);
+        let state = [(STATE_PROPERTY.to_string(), state)];
+        let next = last.to_string();
+        let cursor = (CURSOR_PROPERTY, expected.as_deref(), next.as_str());
         let spec = &self.config.spec;
         let schema = self.config.output().clone();
         let keys = spec.group_by.len();
@@ -483,21 +485,11 @@ impl Gold<'_> {
         let batch = rows::to_batch(&rows, &schema).map_err(|m| self.stage_err(m))?;
         let raised = self.alerts.raise(&batch, &rows, last).await? as u64;
         let counts = Some((rows.len() as u64, raised));
+        let mut staged = self.table.write(&batch).await?;
         if self.config.settings.emit == Emit::Final || output.changes.is_empty() {
-            let staged = self.table.write(&batch).await?;
-            let extra: Vec<(String, String)> = properties
-                .into_iter()
-                .filter(|(k, _)| k != CURSOR_PROPERTY)
-                .collect();
             let committed = self
                 .table
-                .commit_cursor(
-                    staged,
-                    CURSOR_PROPERTY,
-                    expected.as_deref(),
-                    &last.to_string(),
-                    &extra,
-                )
+                .commit_cursor(&HashSet::new(), staged, cursor, &state)
                 .await?;
             return Ok(committed.then_some(counts).flatten());
         }
@@ -508,7 +500,6 @@ impl Gold<'_> {
             .table
             .files_in_range("window_start", Some(low), Some(high + 1))
             .await?;
-        let mut staged = lakehouse::StagedFiles::default();
         for old in self.table.scan_files(files.clone()).await? {
             let ids = rows::row_ids(&old, keys).map_err(|m| self.stage_err(m))?;
             let keep: arrow::array::BooleanArray = ids
@@ -517,23 +508,13 @@ impl Gold<'_> {
                 .collect();
             let kept =
                 filter_record_batch(&old, &keep).map_err(|e| self.stage_err(e.to_string()))?;
-            staged.extend(self.table.write(&kept).await?);
+            staged.extend(self.table.write(&kept).await?)?;
         }
-        staged.extend(self.table.write(&batch).await?);
-        let outcome = self
+        let committed = self
             .table
-            .replace_if(&files, &staged, |t| {
-                Ok(
-                    match t.snapshot_property(CURSOR_PROPERTY).map(str::to_string) == expected {
-                        true => Ok(properties.clone()),
-                        false => Err(()),
-                    },
-                )
-            })
+            .commit_cursor(&files, staged, cursor, &state)
             .await?;
-        Ok(matches!(outcome, ReplaceOutcome::Committed { .. })
-            .then_some(counts)
-            .flatten())
+        Ok(committed.then_some(counts).flatten())
     }
 }
 

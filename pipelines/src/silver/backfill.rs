@@ -141,7 +141,10 @@ pub async fn backfill(
         report.restarts = attempt;
         table.refresh().await?;
         source.refresh().await?;
-        let Some(upto) = crate::follow::cursor(&table, CURSOR_PROPERTY).map_err(stage_err)? else {
+        let Some(upto) =
+            crate::follow::parse_cursor(CURSOR_PROPERTY, table.snapshot_property(CURSOR_PROPERTY))
+                .map_err(stage_err)?
+        else {
             return Err(stage_err(
                 "the table has consumed nothing yet: nothing to backfill".to_string(),
             ));
