@@ -19,11 +19,10 @@ use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::TryStreamExt;
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-use parquet::arrow::ProjectionMask;
+use parquet::arrow::async_reader::ParquetObjectReader;
 use serde_json::Value;
 
+use crate::files;
 use crate::offsets::{OffsetFence, SourceOffsets};
 use crate::table::{check_columns, conform, CommitOutcome, TableDefinition};
 use crate::{Error, Result};
@@ -452,11 +451,7 @@ impl DeltaLakeTable {
         time_column: &str,
         since_micros: i64,
     ) -> Result<Vec<RecordBatch>> {
-        // The time column is read last, for the filter, and left out of the rows returned.
-        let mut read = columns.to_vec();
-        read.push(time_column.to_string());
-        let projection: Vec<usize> = (0..columns.len()).collect();
-        let since = arrow::array::Int64Array::new_scalar(since_micros);
+        let read = files::with_time_column(columns, time_column);
         let mut out = Vec::new();
         for file in self.files()? {
             if file
@@ -466,19 +461,10 @@ impl DeltaLakeTable {
                 continue;
             }
             for batch in self.read_file(&file.path, &read).await? {
-                let times = arrow::compute::cast(batch.column(columns.len()), &DataType::Int64)?;
-                let keep = arrow::compute::kernels::cmp::gt_eq(&times, &since)?;
-                let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
-                if kept.num_rows() > 0 {
-                    out.push(kept.project(&projection)?);
-                }
+                out.extend(files::since(&batch, since_micros)?);
             }
         }
         Ok(out)
-    }
-
-    fn missing(&self, column: &str) -> Error {
-        Error::Config(format!("table {}: no column {column}", self.name))
     }
 
     /// The current version's data files with their statistics.
@@ -500,56 +486,15 @@ impl DeltaLakeTable {
     async fn read_file(&self, path: &str, columns: &[String]) -> Result<Vec<RecordBatch>> {
         let store = self.table.object_store();
         let location = deltalake::Path::parse(path).unwrap_or_else(|_| deltalake::Path::from(path));
-        let read_err = |e: parquet::errors::ParquetError| Error::Delta {
-            table: self.name.clone(),
-            op: "scan",
-            message: format!("{path}: {e}"),
-        };
         let reader = ParquetObjectReader::new(store, location);
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(read_err)?;
-        let file_schema = builder.schema().clone();
-        // A column added after the file was written is absent from it: read as null.
-        let indices: Vec<usize> = columns
-            .iter()
-            .filter_map(|c| file_schema.index_of(c).ok())
-            .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let batches: Vec<RecordBatch> = builder
-            .with_projection(mask)
-            .build()
-            .map_err(read_err)?
-            .try_collect()
-            .await
-            .map_err(read_err)?;
-        let wanted = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|c| {
-                    self.arrow_schema
-                        .field_with_name(c)
-                        .cloned()
-                        .map_err(|_| self.missing(c))
-                })
-                .collect::<Result<Vec<_>>>()?,
-        ));
-        batches
-            .iter()
-            .map(|b| conform(&self.name, &wanted, b))
-            .collect()
+        files::read_columns((&self.name, path), reader, &self.arrow_schema, columns).await
     }
 
     /// The largest value of `column` in one file, read from its rows.
     async fn read_max(&self, path: &str, column: &str) -> Result<Option<i64>> {
         let mut max = None;
         for batch in self.read_file(path, &[column.to_string()]).await? {
-            let times = arrow::compute::cast(batch.column(0), &DataType::Int64)?;
-            let times = times
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .ok_or_else(|| self.missing(column))?;
-            max = max.max(arrow::compute::max(times));
+            max = max.max(files::time_range(batch.column(0))?.map(|(_, m)| m));
         }
         Ok(max)
     }

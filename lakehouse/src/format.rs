@@ -9,6 +9,7 @@ use arrow::datatypes::{Field, SchemaRef};
 
 use crate::delta::{DeltaLakeTable, StagedAdds};
 use crate::offsets::{OffsetFence, SourceOffsets};
+use crate::parquet_table::{ParquetTable, StagedParquet};
 use crate::replace::ReplaceOutcome;
 use crate::table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};
 use crate::{Catalog, Error, Result};
@@ -22,6 +23,9 @@ pub enum TableFormat {
     Iceberg,
     /// A Delta Lake table at `WAREHOUSE/NAMESPACE/NAME` (local warehouses), outside the catalog.
     Delta,
+    /// Plain Parquet files in Hive-style folders at `WAREHOUSE/NAMESPACE/NAME`, with
+    /// medallion's commit log beside them (local warehouses; bronze tables).
+    Parquet,
 }
 
 impl std::fmt::Display for TableFormat {
@@ -29,6 +33,7 @@ impl std::fmt::Display for TableFormat {
         f.write_str(match self {
             Self::Iceberg => "iceberg",
             Self::Delta => "delta",
+            Self::Parquet => "parquet",
         })
     }
 }
@@ -38,6 +43,7 @@ impl std::fmt::Display for TableFormat {
 pub enum Table {
     Iceberg(IcebergTable),
     Delta(DeltaLakeTable),
+    Parquet(ParquetTable),
 }
 
 /// Data files written for a commit of a [`Table`] that has not happened yet.
@@ -45,6 +51,7 @@ pub enum Table {
 pub enum Staged {
     Iceberg(StagedFiles),
     Delta(StagedAdds),
+    Parquet(StagedParquet),
 }
 
 impl Staged {
@@ -53,10 +60,18 @@ impl Staged {
         match (self, other) {
             (Self::Iceberg(a), Self::Iceberg(b)) => a.extend(b),
             (Self::Delta(a), Self::Delta(b)) => a.extend(b),
+            (Self::Parquet(a), Self::Parquet(b)) => a.extend(b),
             _ => return Err(mixed()),
         }
         Ok(())
     }
+}
+
+/// What a Parquet table refuses: it is written by bronze only.
+fn bronze_only(table: &str) -> Error {
+    Error::Config(format!(
+        "table {table}: Parquet tables are bronze tables only (no cursors or file rewrites)"
+    ))
 }
 
 fn mixed() -> Error {
@@ -88,6 +103,10 @@ impl Table {
                 let dir = dir.to_string_lossy();
                 Self::Delta(DeltaLakeTable::open_or_create(&dir, def).await?)
             }
+            TableFormat::Parquet => {
+                let dir = catalog.table_dir(&def.name)?;
+                Self::Parquet(ParquetTable::open_or_create(&dir, def).await?)
+            }
         })
     }
 
@@ -107,6 +126,12 @@ impl Table {
                     .await?
                     .map(Self::Delta)
             }
+            TableFormat::Parquet => {
+                let dir = catalog.table_dir(name)?;
+                ParquetTable::open_if_exists(&dir, name)
+                    .await?
+                    .map(Self::Parquet)
+            }
         })
     }
 
@@ -114,6 +139,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.name(),
             Self::Delta(t) => t.name().to_string(),
+            Self::Parquet(t) => t.name().to_string(),
         }
     }
 
@@ -121,6 +147,7 @@ impl Table {
         match self {
             Self::Iceberg(_) => TableFormat::Iceberg,
             Self::Delta(_) => TableFormat::Delta,
+            Self::Parquet(_) => TableFormat::Parquet,
         }
     }
 
@@ -128,6 +155,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.arrow_schema(),
             Self::Delta(t) => t.arrow_schema(),
+            Self::Parquet(t) => t.arrow_schema(),
         }
     }
 
@@ -136,6 +164,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.property(key),
             Self::Delta(t) => t.property(key),
+            Self::Parquet(t) => t.property(key),
         }
     }
 
@@ -144,6 +173,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.refresh().await,
             Self::Delta(t) => t.refresh().await,
+            Self::Parquet(t) => t.refresh().await,
         }
     }
 
@@ -161,6 +191,7 @@ impl Table {
                 Ok(out)
             }
             Self::Delta(t) => t.stored_offsets(partitions).await,
+            Self::Parquet(t) => Ok(t.stored_offsets(partitions)),
         }
     }
 
@@ -169,6 +200,7 @@ impl Table {
         Ok(match self {
             Self::Iceberg(t) => Staged::Iceberg(t.write(batch).await?),
             Self::Delta(t) => Staged::Delta(t.write(batch).await?),
+            Self::Parquet(t) => Staged::Parquet(t.write(batch).await?),
         })
     }
 
@@ -183,6 +215,7 @@ impl Table {
         match (self, staged) {
             (Self::Iceberg(t), Staged::Iceberg(s)) => t.commit_append(s, fence, extra).await,
             (Self::Delta(t), Staged::Delta(s)) => t.commit_append(s, fence, extra).await,
+            (Self::Parquet(t), Staged::Parquet(s)) => t.commit_append(s, fence, extra).await,
             _ => Err(mixed()),
         }
     }
@@ -193,6 +226,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => Ok(t.snapshot_property(key).map(str::to_string)),
             Self::Delta(t) => Ok(t.cursor(key).await?.map(|v| v.to_string())),
+            Self::Parquet(t) => Err(bronze_only(t.name())),
         }
     }
 
@@ -202,6 +236,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.snapshot_property(key),
             Self::Delta(t) => t.property(key),
+            Self::Parquet(t) => t.property(key),
         }
     }
 
@@ -238,6 +273,7 @@ impl Table {
                 let cursor = (key, expected, version(next)?);
                 t.commit_cursor(remove, s, cursor, state).await
             }
+            (Self::Parquet(t), _) => Err(bronze_only(t.name())),
             _ => Err(mixed()),
         }
     }
@@ -253,6 +289,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.files_in_range(column, from, to).await,
             Self::Delta(t) => t.files_in_range(column, from, to),
+            Self::Parquet(t) => Err(bronze_only(t.name())),
         }
     }
 
@@ -261,6 +298,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.scan_files(files).await,
             Self::Delta(t) => t.scan_files(&files).await,
+            Self::Parquet(t) => Err(bronze_only(t.name())),
         }
     }
 
@@ -273,6 +311,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.add_columns(columns, properties).await,
             Self::Delta(t) => t.add_columns(columns, properties).await,
+            Self::Parquet(t) => t.add_columns(columns, properties).await,
         }
     }
 
@@ -281,6 +320,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.max_timestamp_micros(column).await,
             Self::Delta(t) => t.max_timestamp_micros(column).await,
+            Self::Parquet(t) => Ok(t.max_timestamp_micros(column)),
         }
     }
 
@@ -294,22 +334,30 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.scan_since(columns, time_column, since_micros).await,
             Self::Delta(t) => t.scan_since(columns, time_column, since_micros).await,
+            Self::Parquet(t) => t.scan_since(columns, time_column, since_micros).await,
         }
     }
 }
 
 /// Refuses a table name that exists in a format other than `format`.
 async fn check_format(catalog: &Arc<Catalog>, name: &str, format: TableFormat) -> Result<()> {
-    let other = match format {
-        TableFormat::Iceberg => match catalog.table_dir(name) {
-            Ok(dir) if dir.join("_delta_log").is_dir() => Some(TableFormat::Delta),
-            _ => None,
-        },
-        TableFormat::Delta => IcebergTable::open_if_exists(catalog.clone(), name)
+    let dir = catalog.table_dir(name).ok();
+    let has = |log: &str| dir.as_ref().is_some_and(|d| d.join(log).is_dir());
+    let mut found = Vec::new();
+    if has("_delta_log") {
+        found.push(TableFormat::Delta);
+    }
+    if has(crate::parquet_table::LOG_DIR) {
+        found.push(TableFormat::Parquet);
+    }
+    if format != TableFormat::Iceberg
+        && IcebergTable::open_if_exists(catalog.clone(), name)
             .await?
-            .map(|_| TableFormat::Iceberg),
-    };
-    match other {
+            .is_some()
+    {
+        found.push(TableFormat::Iceberg);
+    }
+    match found.into_iter().find(|f| *f != format) {
         None => Ok(()),
         Some(other) => Err(Error::Config(format!(
             "table {name} exists in the {other} format; it cannot change to {format} under the same name (choose another name, or drop the {other} table first)"
@@ -341,15 +389,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_delta_table_grows_columns_and_scans_by_time_through_the_table_interface() {
+    /// A bronze table in `format` (kept in a folder with `log`) through the table interface:
+    /// fenced appends, the newest event time (`max` for 6 days in), a time-bounded scan and a
+    /// new column with a property.
+    async fn grows_columns_and_scans_by_time(format: TableFormat, log: &str, max: i64) {
         let dir = tempfile::tempdir().unwrap();
         let catalog = catalog(&dir).await;
-        let mut table =
-            Table::open_or_create(catalog.clone(), &def("bronze.e"), TableFormat::Delta)
-                .await
-                .unwrap();
-        assert!(dir.path().join("wh/bronze/e/_delta_log").is_dir());
+        let mut table = Table::open_or_create(catalog.clone(), &def("bronze.e"), format)
+            .await
+            .unwrap();
+        assert!(dir.path().join("wh/bronze/e").join(log).is_dir());
         for ids in [[1, 2], [3, 4], [5, 6]] {
             let staged = table.write(&rows(&ids, |i| i * DAY)).await.unwrap();
             let mut fence = OffsetFence::default();
@@ -357,17 +406,14 @@ mod tests {
             let done = table.commit_append(staged, &fence, &[]).await.unwrap();
             assert!(matches!(done, CommitOutcome::Committed { .. }));
         }
-        assert_eq!(
-            table.max_timestamp_micros("ts").await.unwrap(),
-            Some(6 * DAY + 999)
-        );
+        assert_eq!(table.max_timestamp_micros("ts").await.unwrap(), Some(max));
         let since = table.scan_since(&["id".into()], "ts", 4 * DAY).await;
         assert_eq!(sorted_ids(&since.unwrap()), vec![4, 5, 6]);
 
         let extra = Field::new("note", DataType::Utf8, false);
         let props = [("medallion.x".to_string(), "grown".to_string())];
         table.add_columns(&[extra], &props).await.unwrap();
-        let reopened = Table::open_if_exists(catalog.clone(), "bronze.e", TableFormat::Delta)
+        let reopened = Table::open_if_exists(catalog.clone(), "bronze.e", format)
             .await
             .unwrap()
             .unwrap();
@@ -397,6 +443,17 @@ mod tests {
             .await;
         let stored = stored.unwrap();
         assert_eq!((stored.get("t", 0), stored.get("t", 1)), (Some(7), None));
+    }
+
+    #[tokio::test]
+    async fn a_delta_bronze_table_through_the_table_interface() {
+        // Delta's statistics keep milliseconds: the newest time is rounded up.
+        grows_columns_and_scans_by_time(TableFormat::Delta, "_delta_log", 6 * DAY + 999).await;
+    }
+
+    #[tokio::test]
+    async fn a_parquet_bronze_table_through_the_table_interface() {
+        grows_columns_and_scans_by_time(TableFormat::Parquet, "_medallion_log", 6 * DAY).await;
     }
 
     /// A derived table's commits in either format: the cursor is compare-and-set, the state

@@ -8,11 +8,13 @@
 mod catalog;
 mod delta;
 mod error;
+mod files;
 mod format;
 mod increments;
 mod listing;
 mod maintain;
 mod offsets;
+mod parquet_table;
 mod replace;
 mod served;
 mod table;
@@ -33,6 +35,7 @@ pub use maintain::{
     CompactOptions, CompactReport, ExpireOptions, ExpireReport, OrphanReport, RetentionReport,
 };
 pub use offsets::{FenceViolation, OffsetFence, SourceOffsets, KAFKA_OFFSETS_PROPERTY};
+pub use parquet_table::{ParquetTable, StagedParquet};
 pub use replace::ReplaceOutcome;
 pub use served::Served;
 pub use table::{CommitOutcome, IcebergTable, StagedFiles, TableDefinition};

@@ -111,9 +111,10 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
         Some(target.tables.len() as u64),
     );
     for name in &target.tables {
-        if spec.table_format(name) == TableFormat::Delta {
+        let format = spec.table_format(name);
+        if format != TableFormat::Iceberg {
             anyhow::bail!(
-                "{origin}: {name} is a Delta table; medallion maintain works on Iceberg tables only yet"
+                "{origin}: {name} is a {format} table; medallion maintain works on Iceberg tables only yet"
             );
         }
         let mut table = IcebergTable::open(catalog.clone(), name).await?;

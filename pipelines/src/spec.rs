@@ -409,12 +409,14 @@ pub struct BronzeSpec {
     /// Consumer group; default `medallion.<table>`.
     #[serde(default)]
     pub group_id: Option<String>,
-    /// Default: by day of the event time for Iceberg tables; Delta tables are not partitioned.
+    /// Default: by day of the event time for Iceberg and Parquet tables; Delta tables are not
+    /// partitioned.
     #[serde(default)]
     pub partitioning: Option<Partitioning>,
-    /// How the table is kept: `iceberg` (the default) or `delta` (a Delta Lake table at
-    /// `WAREHOUSE/bronze/NAME`; local warehouses). Named `table_format` because `format` is
-    /// the records' encoding.
+    /// How the table is kept: `iceberg` (the default), `delta` (a Delta Lake table at
+    /// `WAREHOUSE/bronze/NAME`) or `parquet` (Parquet files in Hive-style day folders with
+    /// medallion's commit log beside them); Delta and Parquet need a local warehouse. Named
+    /// `table_format` because `format` is the records' encoding.
     #[serde(default)]
     pub table_format: lakehouse::TableFormat,
     /// Larger records go to the DLQ with reason `validate.too_large`.
@@ -555,19 +557,23 @@ impl PipelineSpec {
             if b.event_time.is_empty() {
                 return bad(key("event_time"), "expected a field name");
             }
-            if b.table_format == lakehouse::TableFormat::Delta {
-                if b.partitioning == Some(Partitioning::Day) {
-                    return bad(
-                        key("partitioning"),
-                        "Delta tables are not partitioned yet; remove it or set \"none\"",
-                    );
-                }
-                if self.lakehouse.warehouse.starts_with("s3://") {
-                    return bad(
-                        key("table_format"),
-                        "Delta tables need a local warehouse yet; lakehouse.warehouse is on S3",
-                    );
-                }
+            let format = b.table_format;
+            if format == lakehouse::TableFormat::Delta && b.partitioning == Some(Partitioning::Day)
+            {
+                return bad(
+                    key("partitioning"),
+                    "Delta tables are not partitioned yet; remove it or set \"none\"",
+                );
+            }
+            if format != lakehouse::TableFormat::Iceberg
+                && self.lakehouse.warehouse.starts_with("s3://")
+            {
+                return bad(
+                    key("table_format"),
+                    &format!(
+                        "{format} tables need a local warehouse yet; lakehouse.warehouse is on S3"
+                    ),
+                );
             }
             if let Some(d) = &b.dedupe {
                 if d.key.is_empty() {
@@ -608,10 +614,11 @@ impl PipelineSpec {
                     "expected another table, as NAMESPACE.NAME (e.g. bronze.web_events)",
                 );
             }
-            if self.table_format(&t.source) == lakehouse::TableFormat::Delta {
+            let source = self.table_format(&t.source);
+            if source != lakehouse::TableFormat::Iceberg {
                 return bad(
                     key("source"),
-                    "reading a Delta table into silver is not supported yet; keep the source in Iceberg",
+                    &format!("reading a {source} table into silver is not supported yet; keep the source in Iceberg"),
                 );
             }
             if t.columns.is_empty() {
@@ -664,10 +671,17 @@ impl PipelineSpec {
                     "expected another table, as NAMESPACE.NAME (e.g. silver.purchases)",
                 );
             }
-            if self.table_format(&g.source) == lakehouse::TableFormat::Delta {
+            let source = self.table_format(&g.source);
+            if source != lakehouse::TableFormat::Iceberg {
                 return bad(
                     key("source"),
-                    "reading a Delta table into gold is not supported yet; keep the source in Iceberg",
+                    &format!("reading a {source} table into gold is not supported yet; keep the source in Iceberg"),
+                );
+            }
+            if g.table_format == lakehouse::TableFormat::Parquet {
+                return bad(
+                    key("table_format"),
+                    "gold tables are iceberg or delta (plain Parquet cannot replace files atomically)",
                 );
             }
             if g.table_format == lakehouse::TableFormat::Delta

@@ -67,9 +67,10 @@ pub(crate) async fn report(
     let mut tables = Vec::new();
     let mut missing_tables = Vec::new();
     for plan in &planned {
-        if spec.table_format(plan.name) == TableFormat::Delta {
-            let why = "Delta tables are not in the quality report yet";
-            unreported_tables.insert(plan.name.to_string(), why.to_string());
+        let format = spec.table_format(plan.name);
+        if format != TableFormat::Iceberg {
+            let why = format!("{format} tables are not in the quality report yet");
+            unreported_tables.insert(plan.name.to_string(), why);
             continue;
         }
         let Some(table) = IcebergTable::open_if_exists(catalog.clone(), plan.name).await? else {

@@ -36,6 +36,12 @@ kept with table_format = "delta") is read from there instead of the catalog: by 
 delta extension (delta_scan) and polars (read_delta) in place of pyiceberg, DuckDB's
 iceberg_scan and polars' scan_iceberg.
 
+A table with medallion's Parquet commit log at DIR/NAMESPACE/NAME/_medallion_log (a table
+kept with table_format = "parquet") is read as the plain files a user globs: DuckDB's
+read_parquet('DIR/NAMESPACE/NAME/**/*.parquet', hive_partitioning = true) and polars'
+scan_parquet with hive partitioning. Files not committed yet end in .staged and are not
+matched.
+
 With --snapshots every snapshot of the table is read, oldest first, by pyiceberg
 and by DuckDB (iceberg_scan's snapshot_from_id), and the output is
 {"snapshots": [{"id": N, "operation": "...", "total_records": N or null,
@@ -272,8 +278,36 @@ def find_delta(warehouse, ident):
     return DeltaTable(path)
 
 
+class ParquetFiles:
+    """A plain Parquet table found in the warehouse: its directory and column names."""
+
+    def __init__(self, path):
+        self.path = path
+        self.metadata_location = path
+        self.glob = os.path.join(path, "**", "*.parquet")
+        con = duckdb_connection()
+        try:
+            rows = con.sql(f"DESCRIBE SELECT * FROM {scan_sql(self)}").fetchall()
+        finally:
+            con.close()
+        self.columns = [r[0] for r in rows]
+
+
+def find_parquet(warehouse, ident):
+    """The plain Parquet table at WAREHOUSE/NAMESPACE/NAME, or None when there is none."""
+    if not warehouse or "." not in ident:
+        return None
+    ns, name = ident.split(".", 1)
+    path = os.path.join(warehouse, ns, name)
+    if not os.path.isdir(os.path.join(path, "_medallion_log")):
+        return None
+    return ParquetFiles(path)
+
+
 def scan_sql(table):
     """The DuckDB table function reading `table`'s current state."""
+    if isinstance(table, ParquetFiles):
+        return f"read_parquet({_sql_str(table.glob)}, hive_partitioning = true, union_by_name = true)"
     if isinstance(table, DeltaTable):
         return f"delta_scan({_sql_str(table.path)})"
     return f"iceberg_scan({_sql_str(local_path(table.metadata_location))})"
@@ -314,6 +348,9 @@ def read_polars(table, columns):
         }
     if isinstance(table, DeltaTable):
         return pl.read_delta(table.path).select(columns).to_arrow()
+    if isinstance(table, ParquetFiles):
+        lf = pl.scan_parquet(table.glob, hive_partitioning=True, missing_columns="insert")
+        return lf.select(columns).collect().to_arrow()
     lf = pl.scan_iceberg(table, storage_options=options)
     return lf.select(columns).collect().to_arrow()
 
@@ -393,7 +430,7 @@ def load_table(uri, ident):
 
 def open_table(uri, warehouse, ident):
     """The table `ident`: a Delta table in the warehouse, else the catalog's Iceberg table."""
-    return find_delta(warehouse, ident) or load_table(uri, ident)
+    return find_delta(warehouse, ident) or find_parquet(warehouse, ident) or load_table(uri, ident)
 
 
 def run_queries(uri, warehouse, path):
@@ -425,8 +462,8 @@ def run(argv):
     if args.table is None:
         fail("--table is required (or --queries)")
     table = open_table(args.catalog_uri, args.warehouse, args.table)
-    delta = isinstance(table, DeltaTable)
-    all_cols = table.columns if delta else [f.name for f in table.schema().fields]
+    outside_catalog = isinstance(table, (DeltaTable, ParquetFiles))
+    all_cols = table.columns if outside_catalog else [f.name for f in table.schema().fields]
     if args.columns:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
         missing = [c for c in columns if c not in all_cols]
@@ -438,7 +475,7 @@ def run(argv):
         fail("no columns selected")
 
     if args.snapshots:
-        if delta:
+        if outside_catalog:
             fail("--snapshots reads Iceberg tables only")
         return {"snapshots": read_snapshots(table)}
 
@@ -456,13 +493,13 @@ def run(argv):
         return {"metadata_location": table.metadata_location, "columns": res.column_names, "rows": rows}
 
     readers = [r.strip() for r in args.readers.split(",") if r.strip()]
-    if delta:
-        # pyiceberg reads Iceberg only: a Delta table is judged by DuckDB and polars.
+    if outside_catalog:
+        # pyiceberg reads Iceberg only: Delta and Parquet tables are judged by DuckDB and polars.
         readers = [r for r in readers if r != "pyiceberg"]
     bad = [r for r in readers if r not in READERS]
     if bad or not readers:
         fail(f"unknown reader(s) {bad}; choose from {','.join(ALL_READERS)}")
-    kinds = {} if delta else _iceberg_kinds(table.schema(), columns)
+    kinds = {} if outside_catalog else _iceberg_kinds(table.schema(), columns)
     out = {"metadata_location": table.metadata_location, "columns": columns, "readers": {}}
     for r in readers:
         try:

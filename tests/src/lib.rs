@@ -842,6 +842,20 @@ impl Workspace {
             .collect())
     }
 
+    /// The entries of a Parquet table's commit log, oldest first.
+    pub fn parquet_log(&self, table: &str) -> Result<Vec<serde_json::Value>> {
+        let log = PathBuf::from(self.delta_path(table)?).join("_medallion_log");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&log)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?))
+            .collect()
+    }
+
     fn delta_path(&self, table: &str) -> Result<String> {
         let (ns, name) = table.split_once('.').context("table is NAMESPACE.NAME")?;
         Ok(self.warehouse().join(ns).join(name).display().to_string())

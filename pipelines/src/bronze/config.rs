@@ -165,7 +165,9 @@ impl BronzeConfig {
             dlq_topic: spec.dlq_topic(),
             group_id: spec.group_id(),
             partition_by_day: spec.partitioning.unwrap_or(match spec.table_format {
-                lakehouse::TableFormat::Iceberg => Partitioning::Day,
+                lakehouse::TableFormat::Iceberg | lakehouse::TableFormat::Parquet => {
+                    Partitioning::Day
+                }
                 lakehouse::TableFormat::Delta => Partitioning::None,
             }) == Partitioning::Day,
             table_format: spec.table_format,
