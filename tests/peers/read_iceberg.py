@@ -267,15 +267,17 @@ class DeltaTable:
         self.columns = [f.name for f in self.table.schema().fields]
 
 
-def find_delta(warehouse, ident):
-    """The Delta table at WAREHOUSE/NAMESPACE/NAME, or None when there is none."""
+def find_in_warehouse(warehouse, ident):
+    """The Delta or plain Parquet table at WAREHOUSE/NAMESPACE/NAME (by its log folder), or
+    None when there is none."""
     if not warehouse or "." not in ident:
         return None
     ns, name = ident.split(".", 1)
     path = os.path.join(warehouse, ns, name)
-    if not os.path.isdir(os.path.join(path, "_delta_log")):
-        return None
-    return DeltaTable(path)
+    for log, kind in (("_delta_log", DeltaTable), ("_medallion_log", ParquetFiles)):
+        if os.path.isdir(os.path.join(path, log)):
+            return kind(path)
+    return None
 
 
 class ParquetFiles:
@@ -291,17 +293,6 @@ class ParquetFiles:
         finally:
             con.close()
         self.columns = [r[0] for r in rows]
-
-
-def find_parquet(warehouse, ident):
-    """The plain Parquet table at WAREHOUSE/NAMESPACE/NAME, or None when there is none."""
-    if not warehouse or "." not in ident:
-        return None
-    ns, name = ident.split(".", 1)
-    path = os.path.join(warehouse, ns, name)
-    if not os.path.isdir(os.path.join(path, "_medallion_log")):
-        return None
-    return ParquetFiles(path)
 
 
 def scan_sql(table):
@@ -430,7 +421,7 @@ def load_table(uri, ident):
 
 def open_table(uri, warehouse, ident):
     """The table `ident`: a Delta table in the warehouse, else the catalog's Iceberg table."""
-    return find_delta(warehouse, ident) or find_parquet(warehouse, ident) or load_table(uri, ident)
+    return find_in_warehouse(warehouse, ident) or load_table(uri, ident)
 
 
 def run_queries(uri, warehouse, path):
