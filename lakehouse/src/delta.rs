@@ -46,6 +46,9 @@ pub struct DeltaLakeTable {
     name: String,
     table: DeltaTable,
     arrow_schema: SchemaRef,
+    /// The offsets of the partitions this handle's last append covered, with the version it
+    /// made: an append on that version, of those partitions, needs no log replay per partition.
+    committed: Option<(Option<u64>, SourceOffsets)>,
 }
 
 impl std::fmt::Debug for DeltaLakeTable {
@@ -157,6 +160,7 @@ impl DeltaLakeTable {
             name,
             table,
             arrow_schema,
+            committed: None,
         })
     }
 
@@ -174,6 +178,7 @@ impl DeltaLakeTable {
             name: name.to_string(),
             table,
             arrow_schema,
+            committed: None,
         }))
     }
 
@@ -510,7 +515,15 @@ impl DeltaLakeTable {
         let partitions = fence.partitions();
         let mut conflicts = 0;
         loop {
-            let stored = self.stored_offsets(&partitions).await?;
+            let stored = match &self.committed {
+                Some((version, offsets))
+                    if *version == self.table.version()
+                        && partitions.iter().all(|(t, p)| offsets.get(t, *p).is_some()) =>
+                {
+                    offsets.clone()
+                }
+                _ => self.stored_offsets(&partitions).await?,
+            };
             let next = match fence.apply(&stored) {
                 Ok(next) => next,
                 Err(violation) => return Ok(CommitOutcome::Fenced(violation)),
@@ -547,6 +560,7 @@ impl DeltaLakeTable {
                     let version = done.version();
                     // An append leaves the schema as it was: the committed state is the table's.
                     self.table.state = Some(done.snapshot());
+                    self.committed = Some((self.table.version(), next));
                     return Ok(CommitOutcome::Committed {
                         snapshot_id: i64::try_from(version).unwrap_or(i64::MAX),
                     });
