@@ -16,13 +16,16 @@ use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::MetadataExt;
 use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::logstore::object_store::ObjectStoreExt as _;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::arrow::async_reader::ParquetObjectReader;
 use serde_json::Value;
 
+use crate::commits::{Commit, CommitLog};
 use crate::files;
+use crate::increments::DataFiles;
 use crate::offsets::{OffsetFence, SourceOffsets};
 use crate::table::{check_columns, conform, CommitOutcome, TableDefinition};
 use crate::{Error, Result};
@@ -49,6 +52,8 @@ pub struct DeltaLakeTable {
     /// The offsets of the partitions this handle's last append covered, with the version it
     /// made: an append on that version, of those partitions, needs no log replay per partition.
     committed: Option<(Option<u64>, SourceOffsets)>,
+    /// The commits read so far, for the stages that follow the table (read on demand).
+    log: CommitLog,
 }
 
 impl std::fmt::Debug for DeltaLakeTable {
@@ -161,6 +166,7 @@ impl DeltaLakeTable {
             table,
             arrow_schema,
             committed: None,
+            log: CommitLog::default(),
         })
     }
 
@@ -179,6 +185,7 @@ impl DeltaLakeTable {
             table,
             arrow_schema,
             committed: None,
+            log: CommitLog::default(),
         }))
     }
 
@@ -321,7 +328,8 @@ impl DeltaLakeTable {
 
     /// Removes the files `remove` (paths as [`Self::files_in_range`] gives them), adds
     /// `staged` and moves cursor `key` from `expected` to `next` (a `txn` action), with
-    /// `state` set in the table configuration, in one commit, if and only if the cursor is
+    /// `state` set in the table configuration and `info` in the commit's `commitInfo`, in one
+    /// commit, if and only if the cursor is
     /// still `expected` and the files are all there. `Ok(false)`: nothing was committed.
     pub async fn commit_cursor(
         &mut self,
@@ -329,7 +337,12 @@ impl DeltaLakeTable {
         staged: StagedAdds,
         (key, expected, next): (&str, Option<i64>, i64),
         state: &[(String, String)],
+        info: &[(String, String)],
     ) -> Result<bool> {
+        let info: HashMap<String, Value> = info
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         let mut conflicts = 0;
         loop {
             if self.cursor(key).await? != expected {
@@ -371,10 +384,8 @@ impl DeltaLakeTable {
             let commit = CommitBuilder::from(
                 CommitProperties::default()
                     .with_max_retries(0)
-                    .with_application_transactions(vec![Transaction::new(
-                        cursor_app_id(key),
-                        next,
-                    )]),
+                    .with_application_transactions(vec![Transaction::new(cursor_app_id(key), next)])
+                    .with_metadata(info.clone()),
             )
             .with_actions(actions)
             .build(Some(snapshot), self.table.log_store(), operation)
@@ -504,6 +515,114 @@ impl DeltaLakeTable {
         Ok(max)
     }
 
+    /// The commits of the log up to the loaded version, read once each. When the log no
+    /// longer starts at version 0 (Delta removes expired commit files after a checkpoint), the
+    /// newest checkpoint's version stands for every row before it.
+    pub(crate) async fn commits(&mut self) -> Result<&CommitLog> {
+        self.read_log().await?;
+        Ok(&self.log)
+    }
+
+    /// The commits [`Self::commits`] has read.
+    pub(crate) fn commits_read(&self) -> &CommitLog {
+        &self.log
+    }
+
+    async fn read_log(&mut self) -> Result<()> {
+        let Some(current) = self.table.version() else {
+            return Ok(());
+        };
+        let store = self.table.log_store();
+        let mut next = self.log.next_version().map_or(0, |v| v.unsigned_abs());
+        while next <= current {
+            match store
+                .read_commit_entry(next)
+                .await
+                .map_err(delta_err(&self.name, "read log"))?
+            {
+                Some(bytes) => self.log.push(parse_commit(&self.name, next, &bytes)?),
+                None if self.log.next_version().is_none() => {
+                    let root = self.checkpoint_root().await?;
+                    next = root.version.unsigned_abs();
+                    self.log.push(root);
+                }
+                None => {
+                    return Err(Error::Config(format!(
+                        "table {}: version {next} is missing from the Delta log",
+                        self.name
+                    )))
+                }
+            }
+            next += 1;
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint as one commit that added every file it holds.
+    async fn checkpoint_root(&self) -> Result<Commit> {
+        let pointer = self
+            .table
+            .object_store()
+            .get(&deltalake::Path::from("_delta_log/_last_checkpoint"))
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "table {}: the Delta log has neither version 0 nor a checkpoint: {e}",
+                    self.name
+                ))
+            })?
+            .bytes()
+            .await
+            .map_err(|e| Error::Config(format!("table {}: _last_checkpoint: {e}", self.name)))?;
+        let corrupt = |message: String| Error::CorruptProperty {
+            table: self.name.clone(),
+            key: "_delta_log/_last_checkpoint".into(),
+            message,
+        };
+        let pointer: Value =
+            serde_json::from_slice(&pointer).map_err(|e| corrupt(e.to_string()))?;
+        let version = pointer
+            .get("version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| corrupt("no version".into()))?;
+        let table = DeltaTableBuilder::from_url(self.table.table_url().clone())
+            .map_err(delta_err(&self.name, "open"))?
+            .with_version(version)
+            .load()
+            .await
+            .map_err(delta_err(&self.name, "load checkpoint"))?;
+        let state = table
+            .snapshot()
+            .map_err(delta_err(&self.name, "load checkpoint"))?;
+        let files = state
+            .log_data()
+            .into_iter()
+            .map(|f| (f.path().to_string(), f.num_records().map(|n| n as u64)))
+            .collect();
+        Ok(Commit {
+            version: i64::try_from(version).unwrap_or(i64::MAX),
+            at_ms: state.version_timestamp(version).unwrap_or(0),
+            appended: Some(files),
+            ..Commit::default()
+        })
+    }
+
+    /// Every column of the rows in `files` (as [`Self::commits`] names them), in the current
+    /// schema. The files are read as they are: they need not be in the current version.
+    pub async fn scan_data_files(&self, files: &DataFiles) -> Result<Vec<RecordBatch>> {
+        let columns: Vec<String> = self
+            .arrow_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut out = Vec::new();
+        for path in files.paths() {
+            out.extend(self.read_file(path, &columns).await?);
+        }
+        Ok(out)
+    }
+
     /// Appends `staged` with the partitions of `fence` moved in `txn` actions and the `extra`
     /// commit metadata, if and only if the table still holds the offsets the batch started from.
     pub async fn commit_append(
@@ -576,6 +695,55 @@ impl DeltaLakeTable {
             }
         }
     }
+}
+
+/// One commit file of the log: the files it added (with data), whether it removed any, and
+/// its `commitInfo`.
+fn parse_commit(table: &str, version: u64, bytes: &[u8]) -> Result<Commit> {
+    let mut commit = Commit {
+        version: i64::try_from(version).unwrap_or(i64::MAX),
+        ..Commit::default()
+    };
+    let mut added = Vec::new();
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let action: Value = serde_json::from_slice(line).map_err(|e| Error::CorruptProperty {
+            table: table.to_string(),
+            key: format!("_delta_log version {version}"),
+            message: e.to_string(),
+        })?;
+        if let Some(add) = action.get("add") {
+            // A compaction's files hold rows the table had already.
+            if add.get("dataChange").and_then(Value::as_bool) == Some(false) {
+                continue;
+            }
+            let path = add.get("path").and_then(Value::as_str).unwrap_or_default();
+            let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+            let rows = add
+                .get("stats")
+                .and_then(Value::as_str)
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .and_then(|s| s.get("numRecords")?.as_u64());
+            added.push((path.into_owned(), rows));
+        } else if action.get("remove").is_some() {
+            commit.rewrote = true;
+        } else if let Some(info) = action.get("commitInfo").and_then(Value::as_object) {
+            commit.at_ms = info
+                .get("inCommitTimestamp")
+                .or_else(|| info.get("timestamp"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            for (key, value) in info {
+                if let Some(text) = value.as_str() {
+                    commit.info.insert(key.clone(), text.to_string());
+                }
+            }
+        }
+    }
+    commit.appended = (!commit.rewrote && !added.is_empty()).then_some(added);
+    Ok(commit)
 }
 
 /// The table at directory `location`, loaded when it has a log (else without a version).
@@ -669,5 +837,61 @@ mod tests {
             .unwrap();
         assert_eq!(reopened.table.version(), Some(2));
         assert_eq!(reopened.arrow_schema().fields().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_log_cut_at_a_checkpoint_starts_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().join("bronze").join("cut");
+        let location = location.to_str().unwrap();
+        let def = TableDefinition {
+            name: "bronze.cut".into(),
+            schema: rows(&[], |i| i).schema(),
+            partition_by_day: None,
+        };
+        let mut table = DeltaLakeTable::open_or_create(location, &def)
+            .await
+            .unwrap();
+        for (p, ids) in [(0, vec![1, 2]), (1, vec![3])] {
+            let staged = table.write(&rows(&ids, |i| i)).await.unwrap();
+            let to = ids.len() as i64;
+            table
+                .commit_append(staged, &fence(&[(p, None, to)]), &[])
+                .await
+                .unwrap();
+        }
+        deltalake::checkpoints::create_checkpoint(&table.table, None)
+            .await
+            .unwrap();
+        // Expired commits are deleted after a checkpoint: here, all before it.
+        for version in 0..2 {
+            let commit = format!("{location}/_delta_log/{version:020}.json");
+            std::fs::remove_file(commit).unwrap();
+        }
+        let mut table = DeltaLakeTable::open_or_create(location, &def)
+            .await
+            .unwrap();
+        let staged = table.write(&rows(&[4], |i| i)).await.unwrap();
+        table
+            .commit_append(staged, &fence(&[(0, Some(2), 3)]), &[])
+            .await
+            .unwrap();
+
+        let mut reader = DeltaLakeTable::open_if_exists(location, "bronze.cut")
+            .await
+            .unwrap()
+            .unwrap();
+        let log = reader.commits().await.unwrap();
+        let appends = log.appends_after("bronze.cut", None).unwrap();
+        assert_eq!(
+            appends,
+            vec![2, 3],
+            "the checkpoint stands for what came before"
+        );
+        assert_eq!(log.added_rows(&appends), Some(4));
+        assert!(log.appends_after("bronze.cut", Some(1)).is_err());
+        let files = log.files_added_by("bronze.cut", &[2]).unwrap();
+        let rows = reader.scan_data_files(&files[&2]).await.unwrap();
+        assert_eq!(crate::testing::sorted_ids(&rows), vec![1, 2, 3]);
     }
 }

@@ -8,6 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, SchemaRef};
 
 use crate::delta::{DeltaLakeTable, StagedAdds};
+use crate::increments::DataFiles;
 use crate::offsets::{OffsetFence, SourceOffsets};
 use crate::parquet_table::{ParquetTable, StagedParquet};
 use crate::replace::ReplaceOutcome;
@@ -67,10 +68,10 @@ impl Staged {
     }
 }
 
-/// What a Parquet table refuses: it is written by bronze only.
-fn bronze_only(table: &str) -> Error {
+/// What a Parquet table refuses: its files are never rewritten.
+fn no_rewrites(table: &str) -> Error {
     Error::Config(format!(
-        "table {table}: Parquet tables are bronze tables only (no cursors or file rewrites)"
+        "table {table}: Parquet tables are only appended to (no file rewrites: gold update mode, backfill, compaction)"
     ))
 }
 
@@ -133,6 +134,21 @@ impl Table {
                     .map(Self::Parquet)
             }
         })
+    }
+
+    /// Loads the table `name` in whichever format it exists in (a stage reading another's
+    /// table need not know how it is kept), if it exists.
+    pub async fn open_existing(catalog: Arc<Catalog>, name: &str) -> Result<Option<Self>> {
+        let dir = catalog.table_dir(name).ok();
+        let has = |log: &str| dir.as_ref().is_some_and(|d| d.join(log).is_dir());
+        let format = if has("_delta_log") {
+            TableFormat::Delta
+        } else if has(crate::parquet_table::LOG_DIR) {
+            TableFormat::Parquet
+        } else {
+            TableFormat::Iceberg
+        };
+        Self::open_if_exists(catalog, name, format).await
     }
 
     pub fn name(&self) -> String {
@@ -226,7 +242,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => Ok(t.snapshot_property(key).map(str::to_string)),
             Self::Delta(t) => Ok(t.cursor(key).await?.map(|v| v.to_string())),
-            Self::Parquet(t) => Err(bronze_only(t.name())),
+            Self::Parquet(t) => Ok(t.property(key).map(str::to_string)),
         }
     }
 
@@ -241,22 +257,26 @@ impl Table {
     }
 
     /// Removes the files `remove` (as [`Self::files_in_range`] names them), adds `staged`,
-    /// moves cursor `key` from `expected` to `next` and sets the `state` properties, in one
-    /// commit, if and only if the cursor is still `expected` (compare-and-set) and the files
-    /// are all still there. `Ok(false)`: nothing was committed.
+    /// moves cursor `key` from `expected` to `next`, sets the `state` properties (that later
+    /// commits keep) and says `info` of this commit, in one commit, if and only if the cursor
+    /// is still `expected` (compare-and-set) and the files are all still there. `Ok(false)`:
+    /// nothing was committed.
     pub async fn commit_cursor(
         &mut self,
         remove: &HashSet<String>,
         staged: Staged,
         (key, expected, next): (&str, Option<&str>, &str),
         state: &[(String, String)],
+        info: &[(String, String)],
     ) -> Result<bool> {
         match (self, staged) {
             (Self::Iceberg(t), Staged::Iceberg(s)) => {
-                if remove.is_empty() {
-                    return t.commit_cursor(s, key, expected, next, state).await;
-                }
                 let mut properties: HashMap<String, String> = state.iter().cloned().collect();
+                properties.extend(info.iter().cloned());
+                if remove.is_empty() {
+                    let properties: Vec<(String, String)> = properties.into_iter().collect();
+                    return t.commit_cursor(s, key, expected, next, &properties).await;
+                }
                 properties.insert(key.to_string(), next.to_string());
                 let outcome = t
                     .replace_if(remove, &s, |t| {
@@ -271,11 +291,110 @@ impl Table {
             (Self::Delta(t), Staged::Delta(s)) => {
                 let expected = expected.map(version).transpose()?;
                 let cursor = (key, expected, version(next)?);
-                t.commit_cursor(remove, s, cursor, state).await
+                t.commit_cursor(remove, s, cursor, state, info).await
             }
-            (Self::Parquet(t), _) => Err(bronze_only(t.name())),
+            (Self::Parquet(t), Staged::Parquet(s)) => {
+                if !remove.is_empty() {
+                    return Err(no_rewrites(t.name()));
+                }
+                t.commit_cursor(s, (key, expected, next), state, info).await
+            }
             _ => Err(mixed()),
         }
+    }
+
+    /// The commits after `after` (from the start, for `None`) that brought rows, oldest first:
+    /// Iceberg snapshot ids, or Delta and Parquet versions. Fails when `after` is not in the
+    /// table's history any more.
+    pub async fn appends_after(&mut self, after: Option<i64>) -> Result<Vec<i64>> {
+        match self {
+            Self::Iceberg(t) => t.appends_after(after),
+            Self::Delta(t) => {
+                let name = t.name().to_string();
+                t.commits().await?.appends_after(&name, after)
+            }
+            Self::Parquet(t) => t.commits().appends_after(t.name(), after),
+        }
+    }
+
+    /// The rows the commits `ids` of [`Self::appends_after`] added (cheap: from the log), `None`
+    /// when a count is not known.
+    pub fn added_rows(&self, ids: &[i64]) -> Option<u64> {
+        match self {
+            Self::Iceberg(t) => t.added_rows(ids),
+            Self::Delta(t) => t.commits_read().added_rows(ids),
+            Self::Parquet(t) => t.commits().added_rows(ids),
+        }
+    }
+
+    /// Per commit of `ids` (from [`Self::appends_after`]), the data files it added.
+    pub async fn files_added_by(&self, ids: &[i64]) -> Result<HashMap<i64, DataFiles>> {
+        match self {
+            Self::Iceberg(t) => t.files_added_by(ids).await,
+            Self::Delta(t) => t.commits_read().files_added_by(t.name(), ids),
+            Self::Parquet(t) => t.commits().files_added_by(t.name(), ids),
+        }
+    }
+
+    /// Every column of the rows in `files`, in the table's current schema (columns added since
+    /// read as null). The files need not be in the current version.
+    pub async fn scan_data_files(&self, files: &DataFiles) -> Result<Vec<RecordBatch>> {
+        match self {
+            Self::Iceberg(t) => t.scan_data_files(files).await,
+            Self::Delta(t) => t.scan_data_files(files).await,
+            Self::Parquet(t) => t.scan_data_files(files).await,
+        }
+    }
+
+    /// Every column of the rows the commits `ids` added.
+    pub async fn scan_appended(&self, ids: &[i64]) -> Result<Vec<RecordBatch>> {
+        let mut files = self.files_added_by(ids).await?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(files) = files.remove(id) {
+                out.extend(self.scan_data_files(&files).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A commit of [`Self::appends_after`]'s order and time: (sequence number or version,
+    /// commit time in milliseconds).
+    pub fn commit_meta(&self, id: i64) -> Option<(i64, i64)> {
+        match self {
+            Self::Iceberg(t) => t.snapshot_meta(id),
+            Self::Delta(t) => t.commits_read().meta(id),
+            Self::Parquet(t) => t.commits().meta(id),
+        }
+    }
+
+    /// Whether a commit after `after` rewrote rows (anything but an append). Fails when
+    /// `after` is not in the history.
+    pub async fn rewritten_after(&mut self, after: i64) -> Result<bool> {
+        match self {
+            Self::Iceberg(t) => t.rewritten_after(after),
+            Self::Delta(t) => {
+                let name = t.name().to_string();
+                let log = t.commits().await?;
+                log.appends_after(&name, Some(after))?;
+                Ok(log.rewritten_after(after))
+            }
+            Self::Parquet(t) => {
+                t.commits().appends_after(t.name(), Some(after))?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The commits, newest first: (id, time in milliseconds, what the commit says of itself:
+    /// Iceberg's snapshot summary, Delta's `commitInfo`, the Parquet log's `commit`).
+    pub async fn history(&mut self) -> Result<Vec<(i64, i64, HashMap<String, String>)>> {
+        let own = |(id, at, info): (i64, i64, &HashMap<String, String>)| (id, at, info.clone());
+        Ok(match self {
+            Self::Iceberg(t) => t.history().map(own).collect(),
+            Self::Delta(t) => t.commits().await?.history().map(own).collect(),
+            Self::Parquet(t) => t.commits().history().map(own).collect(),
+        })
     }
 
     /// The data files that may hold a row whose timestamp `column` is in `[from, to)`
@@ -289,7 +408,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.files_in_range(column, from, to).await,
             Self::Delta(t) => t.files_in_range(column, from, to),
-            Self::Parquet(t) => Err(bronze_only(t.name())),
+            Self::Parquet(t) => Ok(t.files_in_range(column, from, to)),
         }
     }
 
@@ -298,7 +417,7 @@ impl Table {
         match self {
             Self::Iceberg(t) => t.scan_files(files).await,
             Self::Delta(t) => t.scan_files(&files).await,
-            Self::Parquet(t) => Err(bronze_only(t.name())),
+            Self::Parquet(t) => t.scan_files(&files).await,
         }
     }
 
@@ -470,10 +589,10 @@ mod tests {
         assert_eq!(table.cursor("c").await.unwrap(), None);
         let staged = table.write(&rows(&[1, 2], |i| DAY + i)).await.unwrap();
         let state = [("s".to_string(), "a".to_string())];
-        let done = table.commit_cursor(&none, staged, ("c", None, "10"), &state);
+        let done = table.commit_cursor(&none, staged, ("c", None, "10"), &state, &[]);
         assert!(done.await.unwrap());
         let staged = table.write(&rows(&[9], |_| 5 * DAY)).await.unwrap();
-        let stale = table.commit_cursor(&none, staged, ("c", None, "11"), &[]);
+        let stale = table.commit_cursor(&none, staged, ("c", None, "11"), &[], &[]);
         assert!(
             !stale.await.unwrap(),
             "{format}: a moved cursor refuses the commit"
@@ -495,7 +614,7 @@ mod tests {
         let mut staged = reopened.write(&rows(&[3], |i| DAY + i)).await.unwrap();
         let kept = old[0].slice(1, 1);
         staged.extend(reopened.write(&kept).await.unwrap()).unwrap();
-        let done = reopened.commit_cursor(&files, staged, ("c", Some("10"), "12"), &[]);
+        let done = reopened.commit_cursor(&files, staged, ("c", Some("10"), "12"), &[], &[]);
         assert!(done.await.unwrap());
         let all = reopened.scan_since(&["id".into()], "ts", 0).await.unwrap();
         assert_eq!(sorted_ids(&all), vec![2, 3], "{format}");
@@ -503,7 +622,7 @@ mod tests {
         assert_eq!(reopened.commit_property("s"), Some("a"));
         // The files named are gone now: a second replacement of them commits nothing.
         let staged = reopened.write(&rows(&[4], |i| DAY + i)).await.unwrap();
-        let gone = reopened.commit_cursor(&files, staged, ("c", Some("12"), "13"), &[]);
+        let gone = reopened.commit_cursor(&files, staged, ("c", Some("12"), "13"), &[], &[]);
         assert!(!gone.await.unwrap(), "{format}");
     }
 
@@ -515,6 +634,110 @@ mod tests {
     #[tokio::test]
     async fn cursor_commits_of_a_delta_table() {
         cursor_commits(TableFormat::Delta).await;
+    }
+
+    /// A table as the stage that follows it reads it, in `format`: the commits that brought
+    /// rows, their files, rows and times, what each commit said of itself, and a rewrite
+    /// (Iceberg and Delta) that brings no rows but is seen as one.
+    async fn followed(format: TableFormat) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(&dir).await;
+        let mut def = def("bronze.f");
+        def.partition_by_day = (format != TableFormat::Delta).then(|| "ts".into());
+        let mut table = Table::open_or_create(catalog.clone(), &def, format)
+            .await
+            .unwrap();
+        let started = chrono::Utc::now().timestamp_millis();
+        let said = |n: &str| [("k".to_string(), n.to_string())];
+        for (n, ids, from, to) in [("1", vec![1, 2], None, 2), ("2", vec![3], Some(2), 3)] {
+            let staged = table.write(&rows(&ids, |i| i * DAY)).await.unwrap();
+            let mut fence = OffsetFence::default();
+            fence.cover("t", 0, from, to);
+            let done = table.commit_append(staged, &fence, &said(n)).await.unwrap();
+            assert!(matches!(done, CommitOutcome::Committed { .. }));
+        }
+        let extra = Field::new("extra", DataType::Utf8, true);
+        table.add_columns(&[extra], &[]).await.unwrap();
+        let staged = table.write(&rows(&[4, 5, 6], |i| i * DAY)).await.unwrap();
+        let cursor = ("c", None, "7");
+        assert!(table
+            .commit_cursor(&HashSet::new(), staged, cursor, &[], &said("3"))
+            .await
+            .unwrap());
+
+        let mut reader = Table::open_if_exists(catalog.clone(), "bronze.f", format)
+            .await
+            .unwrap()
+            .unwrap();
+        let appends = reader.appends_after(None).await.unwrap();
+        assert_eq!(appends.len(), 3, "{format}: {appends:?}");
+        assert_eq!(
+            reader.appends_after(Some(appends[0])).await.unwrap(),
+            appends[1..]
+        );
+        assert_eq!(reader.added_rows(&appends), Some(6), "{format}");
+        let files = reader.files_added_by(&appends[2..]).await.unwrap();
+        let last = reader.scan_data_files(&files[&appends[2]]).await.unwrap();
+        assert_eq!(sorted_ids(&last), vec![4, 5, 6], "{format}");
+        assert!(last.iter().all(|b| b.column_by_name("extra").is_some()));
+        let all = reader.scan_appended(&appends).await.unwrap();
+        assert_eq!(sorted_ids(&all), vec![1, 2, 3, 4, 5, 6], "{format}");
+        let (first_seq, first_ms) = reader.commit_meta(appends[0]).unwrap();
+        let (last_seq, last_ms) = reader.commit_meta(appends[2]).unwrap();
+        assert!(first_seq < last_seq && started <= first_ms && first_ms <= last_ms);
+        let said: Vec<String> = reader
+            .history()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, _, info)| info.get("k").cloned())
+            .collect();
+        assert_eq!(said, ["3", "2", "1"], "{format}: newest first");
+        assert!(!reader.rewritten_after(appends[0]).await.unwrap());
+
+        let files: HashSet<String> = files[&appends[2]]
+            .clone()
+            .into_paths()
+            .into_iter()
+            .collect();
+        let staged = table.write(&rows(&[4], |i| i * DAY)).await.unwrap();
+        let replaced = table
+            .commit_cursor(&files, staged, ("c", Some("7"), "8"), &[], &[])
+            .await;
+        if format == TableFormat::Parquet {
+            assert!(replaced
+                .unwrap_err()
+                .to_string()
+                .contains("no file rewrites"));
+            return;
+        }
+        assert!(replaced.unwrap(), "{format}");
+        reader.refresh().await.unwrap();
+        assert_eq!(
+            reader.appends_after(None).await.unwrap(),
+            appends,
+            "{format}"
+        );
+        assert!(
+            reader.rewritten_after(appends[2]).await.unwrap(),
+            "{format}"
+        );
+        assert!(reader.appends_after(Some(i64::MAX / 2)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_iceberg_table_followed() {
+        followed(TableFormat::Iceberg).await;
+    }
+
+    #[tokio::test]
+    async fn a_delta_table_followed() {
+        followed(TableFormat::Delta).await;
+    }
+
+    #[tokio::test]
+    async fn a_parquet_table_followed() {
+        followed(TableFormat::Parquet).await;
     }
 
     #[tokio::test]

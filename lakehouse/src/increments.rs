@@ -15,34 +15,52 @@ use iceberg::spec::{DataFile, ManifestContentType, ManifestStatus, Operation, Sn
 use crate::error::{table_err, Error, Result};
 use crate::table::IcebergTable;
 
-/// Data files to read, with what a reader needs to know of each.
+/// Data files to read, with what a reader needs to know of each: Iceberg's entries, or a
+/// Delta or Parquet table's paths (relative to the table) with their row counts.
 #[derive(Debug, Default, Clone)]
 pub struct DataFiles {
     files: Vec<DataFile>,
+    paths: Vec<(String, u64)>,
 }
 
 impl DataFiles {
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.files.len() + self.paths.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.len() == 0
     }
 
     pub fn records(&self) -> u64 {
-        self.files.iter().map(DataFile::record_count).sum()
+        let iceberg: u64 = self.files.iter().map(DataFile::record_count).sum();
+        iceberg + self.paths.iter().map(|(_, rows)| rows).sum::<u64>()
     }
 
     pub fn into_paths(self) -> Vec<String> {
-        self.files
-            .into_iter()
-            .map(|f| f.file_path().to_string())
+        let iceberg = self.files.into_iter().map(|f| f.file_path().to_string());
+        iceberg
+            .chain(self.paths.into_iter().map(|(p, _)| p))
             .collect()
     }
 
     pub(crate) fn from_files(files: Vec<DataFile>) -> Self {
-        Self { files }
+        Self {
+            files,
+            paths: Vec::new(),
+        }
+    }
+
+    pub(crate) fn from_paths(paths: Vec<(String, u64)>) -> Self {
+        Self {
+            files: Vec::new(),
+            paths,
+        }
+    }
+
+    /// The paths of a Delta or Parquet table's files.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(|(p, _)| p.as_str())
     }
 }
 
@@ -133,7 +151,7 @@ impl IcebergTable {
         for (_, files) in self.files_added_by(snapshots).await? {
             all.extend(files.files);
         }
-        self.scan_data_files(&DataFiles { files: all }).await
+        self.scan_data_files(&DataFiles::from_files(all)).await
     }
 
     /// Per snapshot of [`Self::appends_after`], the data files it added, read from its own
@@ -172,7 +190,7 @@ impl IcebergTable {
                         .map(|e| e.data_file().clone()),
                 );
             }
-            out.insert(id, DataFiles { files });
+            out.insert(id, DataFiles::from_files(files));
         }
         Ok(out)
     }

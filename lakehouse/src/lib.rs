@@ -6,6 +6,7 @@
 //! ([`OffsetFence`]), so a worker that lost a partition cannot commit it twice.
 
 mod catalog;
+mod commits;
 mod delta;
 mod error;
 mod files;

@@ -10,7 +10,7 @@
 //! log. The fence is the Iceberg one: the entry is written only if the table, at the version
 //! it is written on top of, still holds the offsets the batch started from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 
+use crate::commits::{Commit, CommitLog};
 use crate::files;
+use crate::increments::DataFiles;
 use crate::offsets::{OffsetFence, SourceOffsets};
 use crate::table::{check_columns, conform, CommitOutcome, TableDefinition};
 use crate::{Error, Result};
@@ -30,6 +32,8 @@ pub(crate) const LOG_DIR: &str = "_medallion_log";
 const STAGED: &str = ".staged";
 /// Commits rebuilt on a concurrent commit before giving up.
 const MAX_CONFLICTS: usize = 20;
+/// The operation of a commit that adds rows.
+const APPEND: &str = "append";
 
 /// One data file of the table, as the log names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +80,8 @@ struct State {
     files: Vec<DataFile>,
     offsets: SourceOffsets,
     properties: HashMap<String, String>,
+    /// Every commit, for the stages that follow the table.
+    log: CommitLog,
 }
 
 impl Default for State {
@@ -87,6 +93,7 @@ impl Default for State {
             files: Vec::new(),
             offsets: SourceOffsets::default(),
             properties: HashMap::new(),
+            log: CommitLog::default(),
         }
     }
 }
@@ -94,6 +101,17 @@ impl Default for State {
 impl State {
     fn apply(&mut self, entry: Entry) {
         self.version = entry.version;
+        let appended = (entry.operation == APPEND && !entry.add.is_empty()).then(|| {
+            let files = entry.add.iter();
+            files.map(|f| (f.path.clone(), Some(f.rows))).collect()
+        });
+        self.log.push(Commit {
+            version: i64::try_from(entry.version).unwrap_or(i64::MAX),
+            at_ms: entry.timestamp_ms,
+            appended,
+            rewrote: false,
+            info: entry.commit.clone().into_iter().collect(),
+        });
         if let Some(schema) = entry.schema {
             self.schema = Arc::new(schema);
         }
@@ -305,7 +323,7 @@ impl ParquetTable {
                 }
             };
             let entry = Entry {
-                operation: "append".into(),
+                operation: APPEND.into(),
                 add: staged.0.clone(),
                 offsets: Some(offsets),
                 commit: extra.iter().cloned().collect(),
@@ -322,6 +340,99 @@ impl ParquetTable {
             "table {}: {MAX_CONFLICTS} commits in a row lost to other writers",
             self.name
         )))
+    }
+
+    /// Appends `staged`, moves cursor `key` (a table property) from `expected` to `next` and
+    /// sets the `state` properties, with `info` said of this commit, if and only if the cursor
+    /// is still `expected` (compare-and-set). `Ok(false)`: nothing was committed.
+    pub async fn commit_cursor(
+        &mut self,
+        staged: StagedParquet,
+        (key, expected, next): (&str, Option<&str>, &str),
+        state: &[(String, String)],
+        info: &[(String, String)],
+    ) -> Result<bool> {
+        for _ in 0..MAX_CONFLICTS {
+            self.refresh().await?;
+            if self.property(key) != expected {
+                self.discard(&staged.0).await;
+                return Ok(false);
+            }
+            let mut properties: BTreeMap<String, String> = state.iter().cloned().collect();
+            properties.insert(key.to_string(), next.to_string());
+            let entry = Entry {
+                operation: APPEND.into(),
+                add: staged.0.clone(),
+                properties,
+                commit: info.iter().cloned().collect(),
+                ..Entry::default()
+            };
+            if self.try_commit(entry).await?.is_some() {
+                self.refresh().await?;
+                return Ok(true);
+            }
+        }
+        Err(Error::Config(format!(
+            "table {}: {MAX_CONFLICTS} commits in a row lost to other writers",
+            self.name
+        )))
+    }
+
+    /// Every commit of the log, for the stages that follow the table.
+    pub(crate) fn commits(&self) -> &CommitLog {
+        &self.state.log
+    }
+
+    /// Every column of the rows in `files` (as [`Self::commits`] names them), in the current
+    /// schema.
+    pub async fn scan_data_files(&self, data: &DataFiles) -> Result<Vec<RecordBatch>> {
+        let columns: Vec<String> = self
+            .state
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut out = Vec::new();
+        for path in data.paths() {
+            out.extend(self.read_file(path, &columns).await?);
+        }
+        Ok(out)
+    }
+
+    /// The data files that may hold a row whose timestamp `column` is in `[from, to)`
+    /// (microseconds; `None` leaves that side open), judged by the ranges the log keeps.
+    pub fn files_in_range(
+        &self,
+        column: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> HashSet<String> {
+        self.state
+            .files
+            .iter()
+            .filter(|f| match f.times.get(column) {
+                None => true,
+                Some((lower, upper)) => {
+                    from.is_none_or(|from| *upper >= from) && to.is_none_or(|to| *lower < to)
+                }
+            })
+            .map(|f| f.path.clone())
+            .collect()
+    }
+
+    /// Every column of the rows in the given data files.
+    pub async fn scan_files(&self, wanted: &HashSet<String>) -> Result<Vec<RecordBatch>> {
+        let paths = wanted.iter().map(|p| (p.clone(), 0)).collect();
+        self.scan_data_files(&DataFiles::from_paths(paths)).await
+    }
+
+    /// `columns` of one committed data file (a path relative to the table), all rows.
+    async fn read_file(&self, path: &str, columns: &[String]) -> Result<Vec<RecordBatch>> {
+        let reader = tokio::fs::File::open(self.dir.join(path))
+            .await
+            .map_err(io_err(&self.name, &format!("opening {path}")))?;
+        files::read_columns((&self.name, path), reader, &self.state.schema, columns).await
     }
 
     /// Adds the `columns` the table does not have yet (nullable, after the existing ones) and
@@ -440,11 +551,7 @@ impl ParquetTable {
             {
                 continue;
             }
-            let reader = tokio::fs::File::open(self.dir.join(&file.path))
-                .await
-                .map_err(io_err(&self.name, &format!("opening {}", file.path)))?;
-            let file_name = (self.name.as_str(), file.path.as_str());
-            for batch in files::read_columns(file_name, reader, &self.state.schema, &read).await? {
+            for batch in self.read_file(&file.path, &read).await? {
                 out.extend(files::since(&batch, since_micros)?);
             }
         }

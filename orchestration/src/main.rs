@@ -814,7 +814,7 @@ async fn existing_schema(
     let Some(catalog) = catalog else {
         return Ok(None);
     };
-    let table = lakehouse::IcebergTable::open_if_exists(catalog.clone(), table).await?;
+    let table = lakehouse::Table::open_existing(catalog.clone(), table).await?;
     Ok(table.map(|t| t.arrow_schema().clone()))
 }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehouse::{Catalog, IcebergTable, ReplaceOutcome, StagedFiles};
+use lakehouse::{Catalog, IcebergTable, ReplaceOutcome, StagedFiles, Table};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -25,8 +25,8 @@ pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, poll: Duration) -> bo
     stopped || *stop.borrow()
 }
 
-/// The source table of `table`, once it exists; `None` when there is nothing to do: `once`
-/// and no source yet, or `stop` turned true while waiting for it.
+/// The source table of `table` (in whichever format it is kept), once it exists; `None` when
+/// there is nothing to do: `once` and no source yet, or `stop` turned true while waiting for it.
 pub(crate) async fn open_source(
     catalog: &Arc<Catalog>,
     source: &str,
@@ -34,9 +34,9 @@ pub(crate) async fn open_source(
     once: bool,
     poll: Duration,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Option<IcebergTable>> {
+) -> Result<Option<Table>> {
     loop {
-        if let Some(t) = IcebergTable::open_if_exists(catalog.clone(), source).await? {
+        if let Some(t) = Table::open_existing(catalog.clone(), source).await? {
             return Ok(Some(t));
         }
         if once {

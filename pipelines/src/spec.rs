@@ -72,9 +72,10 @@ pub struct GoldSpec {
     /// At most this many source snapshots go into one commit.
     #[serde(default = "default_batch_snapshots")]
     pub batch_snapshots: usize,
-    /// How the table is kept: `iceberg` (the default, partitioned by day of `window_start`)
-    /// or `delta` (a Delta Lake table at `WAREHOUSE/gold/NAME`, not partitioned; local
-    /// warehouses).
+    /// How the table is kept: `iceberg` (the default, partitioned by day of `window_start`),
+    /// `delta` (a Delta Lake table at `WAREHOUSE/gold/NAME`, not partitioned) or `parquet`
+    /// (day folders of `window_start`; `emit = "final"` only, as it cannot replace rows).
+    /// Delta and Parquet need a local warehouse.
     #[serde(default)]
     pub table_format: lakehouse::TableFormat,
 }
@@ -212,7 +213,7 @@ pub struct SilverSpec {
     /// Topic for rows dropped by expectations; default `<table>.dlq` (e.g. `silver.purchases.dlq`).
     #[serde(default)]
     pub dlq_topic: Option<String>,
-    /// Timestamp output column whose day partitions the table, if any.
+    /// Timestamp output column whose day partitions the table, if any (not on Delta tables).
     #[serde(default)]
     pub partition_by_day: Option<String>,
     /// How often the source is checked for new snapshots.
@@ -221,6 +222,11 @@ pub struct SilverSpec {
     /// At most this many source snapshots go into one commit.
     #[serde(default = "default_batch_snapshots")]
     pub batch_snapshots: usize,
+    /// How the table is kept: `iceberg` (the default), `delta` (a Delta Lake table at
+    /// `WAREHOUSE/silver/NAME`) or `parquet` (Parquet files with medallion's commit log);
+    /// Delta and Parquet need a local warehouse.
+    #[serde(default)]
+    pub table_format: lakehouse::TableFormat,
 }
 
 /// A named check on a silver table's output rows.
@@ -519,8 +525,10 @@ impl PipelineSpec {
     /// How the spec's table `name` is kept (Iceberg for tables the spec does not name).
     pub fn table_format(&self, name: &str) -> lakehouse::TableFormat {
         let bronze = self.bronze.iter().map(|b| (&b.table, b.table_format));
+        let silver = self.silver.iter().map(|t| (&t.table, t.table_format));
         let gold = self.gold.iter().map(|g| (&g.table, g.table_format));
         bronze
+            .chain(silver)
             .chain(gold)
             .find(|(table, _)| *table == name)
             .map(|(_, format)| format)
@@ -529,6 +537,17 @@ impl PipelineSpec {
 
     fn check(&self, origin: &str) -> Result<()> {
         let bad = |key: String, msg: &str| Err(Error::Spec(format!("{origin}: {key}: {msg}")));
+        let on_s3 = self.lakehouse.warehouse.starts_with("s3://");
+        let local_only = |key: String, format: lakehouse::TableFormat| match format {
+            lakehouse::TableFormat::Iceberg => Ok(()),
+            _ if !on_s3 => Ok(()),
+            _ => bad(
+                key,
+                &format!(
+                    "{format} tables need a local warehouse yet; lakehouse.warehouse is on S3"
+                ),
+            ),
+        };
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers".into(), "must name at least one broker");
         }
@@ -565,16 +584,7 @@ impl PipelineSpec {
                     "Delta tables are not partitioned yet; remove it or set \"none\"",
                 );
             }
-            if format != lakehouse::TableFormat::Iceberg
-                && self.lakehouse.warehouse.starts_with("s3://")
-            {
-                return bad(
-                    key("table_format"),
-                    &format!(
-                        "{format} tables need a local warehouse yet; lakehouse.warehouse is on S3"
-                    ),
-                );
-            }
+            local_only(key("table_format"), format)?;
             if let Some(d) = &b.dedupe {
                 if d.key.is_empty() {
                     return bad(key("dedupe.key"), "expected at least one field");
@@ -614,11 +624,11 @@ impl PipelineSpec {
                     "expected another table, as NAMESPACE.NAME (e.g. bronze.web_events)",
                 );
             }
-            let source = self.table_format(&t.source);
-            if source != lakehouse::TableFormat::Iceberg {
+            local_only(key("table_format"), t.table_format)?;
+            if t.table_format == lakehouse::TableFormat::Delta && t.partition_by_day.is_some() {
                 return bad(
-                    key("source"),
-                    &format!("reading a {source} table into silver is not supported yet; keep the source in Iceberg"),
+                    key("partition_by_day"),
+                    "Delta tables are not partitioned yet; remove it",
                 );
             }
             if t.columns.is_empty() {
@@ -671,25 +681,11 @@ impl PipelineSpec {
                     "expected another table, as NAMESPACE.NAME (e.g. silver.purchases)",
                 );
             }
-            let source = self.table_format(&g.source);
-            if source != lakehouse::TableFormat::Iceberg {
-                return bad(
-                    key("source"),
-                    &format!("reading a {source} table into gold is not supported yet; keep the source in Iceberg"),
-                );
-            }
-            if g.table_format == lakehouse::TableFormat::Parquet {
+            local_only(key("table_format"), g.table_format)?;
+            if g.table_format == lakehouse::TableFormat::Parquet && g.emit == EmitSpec::Update {
                 return bad(
                     key("table_format"),
-                    "gold tables are iceberg or delta (plain Parquet cannot replace files atomically)",
-                );
-            }
-            if g.table_format == lakehouse::TableFormat::Delta
-                && self.lakehouse.warehouse.starts_with("s3://")
-            {
-                return bad(
-                    key("table_format"),
-                    "Delta tables need a local warehouse yet; lakehouse.warehouse is on S3",
+                    "emit = \"update\" replaces rows, which plain Parquet cannot do atomically; use iceberg or delta, or emit = \"final\"",
                 );
             }
             if g.aggregates.is_empty() {
@@ -1057,13 +1053,20 @@ commit = { interval = "2s", max_rows = 5000, max_bytes = "8MiB" }
             "[lakehouse]\nwarehouse = \"s3://b/w\"\n\n[[bronze]]",
         );
         assert!(err(&s3).contains("bronze[0].table_format"));
-        let silver = "\n[[silver]]\ntable = \"silver.e\"\nsource = \"bronze.events\"\ncolumns = [{ name = \"id\", expr = \"event_id\" }]\n";
-        let e = err(&format!("{delta}{silver}"));
+        let silver = "\n[[silver]]\ntable = \"silver.e\"\nsource = \"bronze.events\"\ncolumns = [{ name = \"id\", expr = \"event_id\" }, { name = \"t\", expr = \"ts\" }]\ntable_format = \"delta\"\n";
+        let spec = PipelineSpec::parse(&format!("{delta}{silver}"), "p.toml").unwrap();
+        assert_eq!(spec.table_format("silver.e"), lakehouse::TableFormat::Delta);
+        let by_day = silver.replace("table_format", "partition_by_day = \"t\"\ntable_format");
+        let e = err(&format!("{delta}{by_day}"));
+        assert!(e.contains("silver[0].partition_by_day"), "{e}");
+        let gold = "\n[[gold]]\ntable = \"gold.g\"\nsource = \"silver.e\"\nevent_time = \"t\"\nwindow = { tumbling = \"1m\" }\naggregates = [{ name = \"n\", fn = \"count\" }]\ntable_format = \"parquet\"\n";
+        PipelineSpec::parse(&format!("{delta}{silver}{gold}"), "p.toml").unwrap();
+        let update = gold.replace("table_format", "emit = \"update\"\ntable_format");
+        let e = err(&format!("{delta}{silver}{update}"));
         assert!(
-            e.contains("silver[0].source") && e.contains("a delta table"),
+            e.contains("gold[0].table_format") && e.contains("emit"),
             "{e}"
         );
-        PipelineSpec::parse(&format!("{GOOD}{silver}"), "p.toml").unwrap();
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! table's late output: 20 seeded random streams with disorder and lateness, each through its
 //! own silver table and four gold tables (tumbling, sliding and session windows in final mode,
 //! tumbling in update mode), run in two parts so the second restores the open windows. The
-//! same with the gold tables kept as Delta tables (6 streams), read by DuckDB's delta extension.
+//! same with every table kept as a Delta table (6 streams): silver follows bronze's Delta
+//! commits, gold silver's, and DuckDB's delta extension reads them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -228,6 +229,11 @@ fn delta_gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_outp
     let (ws, spec) = oracle(true, DELTA_SEEDS)?;
     // The tables are Delta tables, not Iceberg ones of the same names, and DuckDB's delta
     // extension and polars read identical rows from each.
+    for table in ["bronze.web_events", "silver.s1"] {
+        assert_eq!(ws.current_snapshot(table)?, None, "{table}");
+        let version = ws.delta_log(table, &[])?["version"].as_u64();
+        assert!(version.is_some_and(|v| v > 2), "{table}: {version:?}");
+    }
     for (suffix, _, _) in checks() {
         let table = format!("gold.s1_{suffix}");
         assert_eq!(ws.current_snapshot(&table)?, None);
@@ -244,12 +250,13 @@ fn delta_gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_outp
     )?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("Delta table"), "{stderr}");
+    assert!(stderr.contains("a delta table"), "{stderr}");
     Ok(())
 }
 
-/// Runs the streams of `seeds` seeds through their silver and gold tables (Delta ones with
-/// `delta`) and checks every gold table against the oracle; the workspace and spec.
+/// Runs the streams of `seeds` seeds through bronze and their silver and gold tables (all
+/// Delta tables with `delta`) and checks every gold table against the oracle; the workspace
+/// and spec.
 fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
     let ws = Workspace::new()?;
     let topic = unique("gold");
@@ -262,14 +269,18 @@ fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
         "",
     )?;
     let mut text = std::fs::read_to_string(&spec)?;
-    let gold = match delta {
-        true => "[[gold]]\ntable_format = \"delta\"\n",
-        false => "[[gold]]\n",
+    // With `delta`, every table of the pipeline is a Delta table: silver and gold follow the
+    // commits of Delta tables.
+    let format = |table: &str| match delta {
+        true => format!("[[{table}]]\ntable_format = \"delta\"\n"),
+        false => format!("[[{table}]]\n"),
     };
+    text = text.replace("[[bronze]]\n", &format("bronze"));
     for seed in 1..=seeds {
         text += &layers(seed)
             .replace(&format!("DLQ{seed}"), &dlq(seed))
-            .replace("[[gold]]\n", gold);
+            .replace("[[silver]]\n", &format("silver"))
+            .replace("[[gold]]\n", &format("gold"));
     }
     std::fs::write(&spec, text)?;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
-use lakehouse::{Catalog, IcebergTable};
+use lakehouse::{Catalog, IcebergTable, Table, TableFormat};
 
 use super::alerts::Alerts;
 use super::window::{Clock, WindowKind, WindowOperator, WindowRow};
@@ -54,13 +54,19 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    if spec.table_format == lakehouse::TableFormat::Delta {
-        return Err(stage_err(
-            "backfill rebuilds Iceberg gold tables only yet; this one is a Delta table".into(),
-        ));
+    if spec.table_format != TableFormat::Iceberg {
+        return Err(stage_err(format!(
+            "backfill rebuilds Iceberg gold tables only yet; this one is a {} table",
+            spec.table_format
+        )));
     }
     let mut table = IcebergTable::open(catalog.clone(), &spec.table).await?;
-    let mut source = IcebergTable::open(catalog.clone(), &spec.source).await?;
+    let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
+        return Err(stage_err(format!(
+            "source table {} does not exist",
+            spec.source
+        )));
+    };
     let mut alerts = Alerts::open(catalog, &spec.table, &spec.alerts, &spec.group_by).await?;
     let settings = &config.settings;
     let lateness = settings.allowed_lateness;
@@ -95,8 +101,8 @@ pub async fn backfill(
 
         // The source as the gold table has consumed it: its current rows minus those of the
         // appends after the cursor.
-        let pending = source.appends_after(Some(consumed))?;
-        if !pending.is_empty() && source.rewritten_after(consumed)? {
+        let pending = source.appends_after(Some(consumed)).await?;
+        if !pending.is_empty() && source.rewritten_after(consumed).await? {
             return Err(stage_err(format!(
                 "{} was rewritten (compacted or backfilled) after the last snapshot this table consumed, and has newer rows it has not: let the live run catch up (`medallion run --once --stage gold`) and try again",
                 spec.source
@@ -117,7 +123,7 @@ pub async fn backfill(
         };
         let files: HashSet<String> = match reach {
             Some((low, high)) => source.files_in_range(&spec.event_time, low, high).await?,
-            None => source.live_files().await?,
+            None => source.files_in_range(&spec.event_time, None, None).await?,
         }
         .difference(&unconsumed)
         .cloned()

@@ -92,6 +92,7 @@ impl GoldConfig {
                 partition_by_day: None,
                 poll: spec.poll,
                 batch_snapshots: spec.batch_snapshots,
+                table_format: Default::default(),
             },
             source,
         )

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::compute::{filter_record_batch, take};
-use lakehouse::{Catalog, DataFiles, IcebergTable, Table, TableDefinition};
+use lakehouse::{Catalog, DataFiles, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -79,7 +79,7 @@ pub struct GoldReport {
 /// One gold table's moving parts.
 struct Gold<'a> {
     config: &'a GoldConfig,
-    source: IcebergTable,
+    source: Table,
     table: Table,
     operator: WindowOperator,
     /// Per source snapshot since the replay point: (sequence, id, clock before it).
@@ -150,7 +150,7 @@ pub async fn run(
         gold.restore().await?;
         loop {
             gold.source.refresh().await?;
-            let pending = gold.source.appends_after(gold.cursor().await?)?;
+            let pending = gold.source.appends_after(gold.cursor().await?).await?;
             if pending.is_empty() {
                 if options.once || wait(&mut stop, spec.poll).await {
                     break 'restore;
@@ -294,7 +294,7 @@ impl Gold<'_> {
         let (Some(from), Some(cursor)) = (checkpoint.replay_from, self.cursor().await?) else {
             return Ok(());
         };
-        let appends = self.source.appends_after(None)?;
+        let appends = self.source.appends_after(None).await?;
         let start = appends.iter().position(|s| *s == from);
         let end = appends.iter().position(|s| *s == cursor);
         let (Some(start), Some(end)) = (start, end) else {
@@ -345,7 +345,7 @@ impl Gold<'_> {
         files: DataFiles,
         output: Option<&mut Output>,
     ) -> Result<(u64, u64, u64)> {
-        let Some((seq, committed_ms)) = self.source.snapshot_meta(snapshot) else {
+        let Some((seq, committed_ms)) = self.source.commit_meta(snapshot) else {
             return Err(self.stage_err(format!(
                 "source snapshot {snapshot} is not in {}'s metadata",
                 self.config.spec.source
@@ -489,7 +489,7 @@ impl Gold<'_> {
         if self.config.settings.emit == Emit::Final || output.changes.is_empty() {
             let committed = self
                 .table
-                .commit_cursor(&HashSet::new(), staged, cursor, &state)
+                .commit_cursor(&HashSet::new(), staged, cursor, &state, &[])
                 .await?;
             return Ok(committed.then_some(counts).flatten());
         }
@@ -512,7 +512,7 @@ impl Gold<'_> {
         }
         let committed = self
             .table
-            .commit_cursor(&files, staged, cursor, &state)
+            .commit_cursor(&files, staged, cursor, &state, &[])
             .await?;
         Ok(committed.then_some(counts).flatten())
     }

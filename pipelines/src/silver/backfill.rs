@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch, not};
 use arrow::datatypes::DataType;
-use lakehouse::{Catalog, IcebergTable};
+use lakehouse::{Catalog, IcebergTable, Table, TableFormat};
 
 use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
 use crate::bronze::KafkaConnection;
@@ -118,12 +118,23 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
+    if spec.table_format != TableFormat::Iceberg {
+        return Err(stage_err(format!(
+            "backfill rebuilds Iceberg silver tables only yet; this one is a {} table",
+            spec.table_format
+        )));
+    }
     let Some(mut table) = IcebergTable::open_if_exists(catalog.clone(), &spec.table).await? else {
         return Err(stage_err(
             "the table does not exist yet: run the pipeline first".to_string(),
         ));
     };
-    let mut source = IcebergTable::open(catalog.clone(), &spec.source).await?;
+    let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
+        return Err(stage_err(format!(
+            "source table {} does not exist",
+            spec.source
+        )));
+    };
     let mut dlq = open_dlq(kafka, spec).await?;
     let mut report = BackfillReport {
         table: spec.table.clone(),
@@ -150,7 +161,7 @@ pub async fn backfill(
             ));
         };
         let cursor = upto.to_string();
-        let appends = source.appends_after(None)?;
+        let appends = source.appends_after(None).await?;
         let Some(end) = appends.iter().position(|s| *s == upto) else {
             return Err(stage_err(format!(
                 "source snapshot {upto} (the table's cursor) is not in {}'s history any more",

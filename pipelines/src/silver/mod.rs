@@ -9,18 +9,19 @@ mod personal;
 mod quality;
 pub(crate) mod transform;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use lakehouse::{Catalog, IcebergTable, TableDefinition};
+use lakehouse::{Catalog, Table, TableDefinition};
 use tokio::sync::watch;
 
 use crate::bronze::{KafkaConnection, RunOptions};
 use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
-use crate::follow::{open_source, wait};
+use crate::follow::{open_source, parse_cursor, wait};
 use crate::progress::{self, Unit};
 use crate::spec::{OnFail, SilverSpec};
 pub use backfill::{backfill, BackfillReport, TimeRange};
@@ -117,33 +118,32 @@ pub async fn run(
     let Some(mut source) = source else {
         return Ok(report);
     };
-    let mut table = IcebergTable::open_or_create(
+    let mut table = Table::open_or_create(
         catalog.clone(),
         &TableDefinition {
             name: spec.table.clone(),
             schema: config.output().clone(),
             partition_by_day: spec.partition_by_day.clone(),
         },
+        spec.table_format,
     )
     .await?;
     let mut dlq = open_dlq(kafka, spec).await?;
     let mut quality = match config.expectations.is_empty() {
         true => None,
-        false => Some(quality::Recorder::open(catalog.clone(), &table).await?),
+        false => Some(quality::Recorder::open(catalog.clone(), &mut table).await?),
     };
     crate::metrics::stage_ready(&spec.table);
     let progress = progress::start(&spec.table, Unit::Rows, None);
     loop {
         source.refresh().await?;
-        let cursor = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
-        let after = match &cursor {
-            None => None,
-            Some(c) => Some(c.parse::<i64>().map_err(|_| Error::Stage {
+        let cursor = table.cursor(CURSOR_PROPERTY).await?;
+        let after =
+            parse_cursor(CURSOR_PROPERTY, cursor.as_deref()).map_err(|message| Error::Stage {
                 table: spec.table.clone(),
-                message: format!("snapshot property {CURSOR_PROPERTY} is {c:?}, not a snapshot id"),
-            })?),
-        };
-        let pending = source.appends_after(after)?;
+                message,
+            })?;
+        let pending = source.appends_after(after).await?;
         if pending.is_empty() {
             if options.once || wait(&mut stop, spec.poll).await {
                 break;
@@ -168,19 +168,24 @@ pub async fn run(
             }
             let out = refined.rows;
             let staged = table.write(&out).await?;
-            let extra = match config.expectations.is_empty() {
+            // The quality table is filled from each commit's counts and the cursor it reached.
+            let info = match config.expectations.is_empty() {
                 true => Vec::new(),
-                false => vec![(
-                    COUNTS_PROPERTY.to_string(),
-                    serde_json::to_string(&refined.counts).map_err(|e| Error::Stage {
-                        table: spec.table.clone(),
-                        message: e.to_string(),
-                    })?,
-                )],
+                false => vec![
+                    (
+                        COUNTS_PROPERTY.to_string(),
+                        serde_json::to_string(&refined.counts).map_err(|e| Error::Stage {
+                            table: spec.table.clone(),
+                            message: e.to_string(),
+                        })?,
+                    ),
+                    (CURSOR_PROPERTY.to_string(), last.clone()),
+                ],
             };
-            let expected = table.snapshot_property(CURSOR_PROPERTY).map(str::to_string);
+            let expected = table.cursor(CURSOR_PROPERTY).await?;
+            let cursor = (CURSOR_PROPERTY, expected.as_deref(), last.as_str());
             if !table
-                .commit_cursor(staged, CURSOR_PROPERTY, expected.as_deref(), &last, &extra)
+                .commit_cursor(&HashSet::new(), staged, cursor, &[], &info)
                 .await?
             {
                 tracing::warn!(table = %spec.table, "another worker moved the cursor: starting over from it");
@@ -204,7 +209,7 @@ pub async fn run(
             }
             crate::TABLE_COMMITS.notify_waiters();
             if let Some(quality) = quality.as_mut() {
-                quality.sync(&table).await?;
+                quality.sync(&mut table).await?;
             }
             tracing::info!(
                 table = %spec.table,

@@ -1,6 +1,7 @@
 //! `quality.expectations`: one row per expectation per silver commit, with its counts.
 //!
-//! The counts travel in the silver commit itself (snapshot property), so they are exactly
+//! The counts travel in the silver commit itself (Iceberg's snapshot summary, Delta's
+//! `commitInfo`, the Parquet log's entry), so they are exactly
 //! those of the rows committed; this table is filled from the silver table's history after
 //! each commit and at start, so a crash between the two loses nothing and repeats nothing.
 
@@ -11,7 +12,7 @@ use arrow::array::{
     Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use lakehouse::{Catalog, IcebergTable, TableDefinition};
+use lakehouse::{Catalog, IcebergTable, Table, TableDefinition};
 
 use super::expect::Count;
 use super::CURSOR_PROPERTY;
@@ -46,7 +47,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     /// Opens (or creates) the quality table and records the commits of `silver` it misses
     /// (those of a run that stopped between a silver commit and its record).
-    pub async fn open(catalog: Arc<Catalog>, silver: &IcebergTable) -> Result<Self> {
+    pub async fn open(catalog: Arc<Catalog>, silver: &mut Table) -> Result<Self> {
         let dataset = silver.name();
         let quality = IcebergTable::open_or_create(
             catalog,
@@ -68,13 +69,13 @@ impl Recorder {
     }
 
     /// Appends the counts of every commit of `silver` not recorded yet.
-    pub async fn sync(&mut self, silver: &IcebergTable) -> Result<usize> {
+    pub async fn sync(&mut self, silver: &mut Table) -> Result<usize> {
         let corrupt = |message: String| Error::Stage {
             table: self.dataset.clone(),
             message,
         };
         let mut rows: Vec<(Count, i64, i64, i64)> = Vec::new();
-        for (snapshot, at_ms, properties) in silver.history() {
+        for (snapshot, at_ms, properties) in silver.history().await? {
             if self.recorded.contains(&snapshot) {
                 continue;
             }

@@ -287,6 +287,7 @@ mod tests {
             partition_by_day: None,
             poll: std::time::Duration::from_secs(1),
             batch_snapshots: 32,
+            table_format: Default::default(),
         }
     }
 
