@@ -197,6 +197,11 @@ impl DeltaLakeTable {
         &self.arrow_schema
     }
 
+    /// The loaded version.
+    pub fn version(&self) -> Option<i64> {
+        self.table.version().map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
     /// The table's newest version.
     pub async fn refresh(&mut self) -> Result<()> {
         self.table

@@ -303,6 +303,15 @@ impl Table {
         }
     }
 
+    /// The newest commit: the current snapshot id (Iceberg) or version (Delta, Parquet).
+    pub fn current_commit(&self) -> Option<i64> {
+        match self {
+            Self::Iceberg(t) => t.current_snapshot_id(),
+            Self::Delta(t) => t.version(),
+            Self::Parquet(t) => Some(t.version()),
+        }
+    }
+
     /// The commits after `after` (from the start, for `None`) that brought rows, oldest first:
     /// Iceberg snapshot ids, or Delta and Parquet versions. Fails when `after` is not in the
     /// table's history any more.

@@ -203,6 +203,11 @@ impl ParquetTable {
         &self.state.schema
     }
 
+    /// The loaded version.
+    pub fn version(&self) -> i64 {
+        i64::try_from(self.state.version).unwrap_or(i64::MAX)
+    }
+
     /// A table property.
     pub fn property(&self, key: &str) -> Option<&str> {
         self.state.properties.get(key).map(String::as_str)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use chrono::{DateTime, SecondsFormat, Utc};
-use lakehouse::{Catalog, IcebergTable, TableFormat};
+use lakehouse::{Catalog, IcebergTable, Table, TableFormat};
 use pipelines::bronze::{BatchCounts, BATCH_COUNTS_PROPERTY};
 use pipelines::spec::PipelineSpec;
 use serde_json::Value;
@@ -274,12 +274,13 @@ async fn upstream_lag(
 ) -> Result<UpstreamLag> {
     let read_snapshot = table.snapshot_property(cursor).and_then(|c| c.parse().ok());
     let (mut commits_behind, mut rows_behind, mut source_snapshot) = (0, 0, None);
-    if let Some(upstream) = IcebergTable::open_if_exists(catalog.clone(), source).await? {
-        source_snapshot = upstream.current_snapshot_id();
+    if let Some(mut upstream) = Table::open_existing(catalog.clone(), source).await? {
+        source_snapshot = upstream.current_commit();
         // The appends the stage reads next; all of them when its cursor has expired.
-        let pending = upstream
-            .appends_after(read_snapshot)
-            .or_else(|_| upstream.appends_after(None))?;
+        let pending = match upstream.appends_after(read_snapshot).await {
+            Ok(pending) => pending,
+            Err(_) => upstream.appends_after(None).await?,
+        };
         commits_behind = pending.len() as u64;
         rows_behind = upstream.added_rows(&pending).unwrap_or(0);
     }
