@@ -16,12 +16,16 @@ use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::MetadataExt;
 use deltalake::kernel::{Action, Add, StructType, Transaction};
-use deltalake::logstore::object_store::ObjectStoreExt as _;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt as _;
 use parquet::arrow::async_reader::ParquetObjectReader;
 use serde_json::Value;
+
+mod maintain;
+
+pub use maintain::VacuumReport;
 
 use crate::commits::{Commit, CommitLog};
 use crate::files;
@@ -103,6 +107,8 @@ struct FileEntry {
     path: String,
     /// Delta's JSON statistics (`numRecords`, `minValues`, `maxValues`, `nullCount`).
     stats: Option<String>,
+    size: u64,
+    rows: Option<u64>,
 }
 
 impl FileEntry {
@@ -199,7 +205,9 @@ impl DeltaLakeTable {
 
     /// The loaded version.
     pub fn version(&self) -> Option<i64> {
-        self.table.version().map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+        self.table
+            .version()
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
     }
 
     /// The table's newest version.
@@ -499,6 +507,8 @@ impl DeltaLakeTable {
             .map(|f| FileEntry {
                 path: f.path().to_string(),
                 stats: f.stats(),
+                size: f.size().unsigned_abs(),
+                rows: f.num_records().map(|n| n as u64),
             })
             .collect())
     }
@@ -563,33 +573,45 @@ impl DeltaLakeTable {
         Ok(())
     }
 
-    /// The newest checkpoint as one commit that added every file it holds.
+    /// The oldest checkpoint the log still follows on from (every commit after it is kept) as
+    /// one commit that added every file it holds.
     async fn checkpoint_root(&self) -> Result<Commit> {
-        let pointer = self
+        let log_err = |e: deltalake::ObjectStoreError| {
+            Error::Config(format!("table {}: listing the Delta log: {e}", self.name))
+        };
+        let entries: Vec<deltalake::ObjectMeta> = self
             .table
             .object_store()
-            .get(&deltalake::Path::from("_delta_log/_last_checkpoint"))
+            .list(Some(&deltalake::Path::from("_delta_log")))
+            .try_collect()
             .await
-            .map_err(|e| {
+            .map_err(log_err)?;
+        let (mut commits, mut checkpoints) = (Vec::new(), Vec::new());
+        for entry in &entries {
+            let name = entry.location.filename().unwrap_or_default();
+            let Some((number, rest)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(version) = number.parse::<u64>() else {
+                continue;
+            };
+            match rest {
+                "json" => commits.push(version),
+                _ if rest.starts_with("checkpoint.") => checkpoints.push(version),
+                _ => {}
+            }
+        }
+        let first_commit = commits.into_iter().min().unwrap_or(0);
+        let version = checkpoints
+            .into_iter()
+            .filter(|c| c + 1 >= first_commit)
+            .min()
+            .ok_or_else(|| {
                 Error::Config(format!(
-                    "table {}: the Delta log has neither version 0 nor a checkpoint: {e}",
+                    "table {}: the Delta log starts at version {first_commit}, with no checkpoint to start from",
                     self.name
                 ))
-            })?
-            .bytes()
-            .await
-            .map_err(|e| Error::Config(format!("table {}: _last_checkpoint: {e}", self.name)))?;
-        let corrupt = |message: String| Error::CorruptProperty {
-            table: self.name.clone(),
-            key: "_delta_log/_last_checkpoint".into(),
-            message,
-        };
-        let pointer: Value =
-            serde_json::from_slice(&pointer).map_err(|e| corrupt(e.to_string()))?;
-        let version = pointer
-            .get("version")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| corrupt("no version".into()))?;
+            })?;
         let table = DeltaTableBuilder::from_url(self.table.table_url().clone())
             .map_err(delta_err(&self.name, "open"))?
             .with_version(version)

@@ -26,7 +26,7 @@ pub use catalog::{
     check_warehouse, connect, database_url, Catalog, LakehouseLocation, MetadataCommit, S3Settings,
     CATALOG_NAME,
 };
-pub use delta::{DeltaLakeTable, StagedAdds};
+pub use delta::{DeltaLakeTable, StagedAdds, VacuumReport};
 pub use error::{Error, Result};
 pub use format::{Staged, Table, TableFormat};
 /// The REST request bodies `medallion catalog serve --read-write` takes.

@@ -122,7 +122,7 @@ impl IcebergTable {
         let bins: Vec<Vec<DataFile>> = partitions
             .into_values()
             .filter(|files| files.len() >= options.min_input_files.max(2))
-            .flat_map(|files| bin_pack(files, target))
+            .flat_map(|files| bin_pack(files, target, DataFile::file_size_in_bytes))
             .filter(|bin| bin.len() >= 2)
             .collect();
         for bin in bins {
@@ -446,19 +446,19 @@ struct Referenced {
     metadata: HashSet<String>,
 }
 
-/// First-fit decreasing: bins of files whose sizes add up to at most `target` (a file larger
-/// than it gets a bin of its own).
-fn bin_pack(mut files: Vec<DataFile>, target: u64) -> Vec<Vec<DataFile>> {
-    files.sort_by_key(|f| std::cmp::Reverse(f.file_size_in_bytes()));
-    let mut bins: Vec<(u64, Vec<DataFile>)> = Vec::new();
+/// First-fit decreasing: bins of files whose sizes (`size`) add up to at most `target` (a file
+/// larger than it gets a bin of its own).
+pub(crate) fn bin_pack<F>(mut files: Vec<F>, target: u64, size: impl Fn(&F) -> u64) -> Vec<Vec<F>> {
+    files.sort_by_key(|f| std::cmp::Reverse(size(f)));
+    let mut bins: Vec<(u64, Vec<F>)> = Vec::new();
     for file in files {
-        let size = file.file_size_in_bytes();
-        match bins.iter_mut().find(|(used, _)| used + size <= target) {
+        let bytes = size(&file);
+        match bins.iter_mut().find(|(used, _)| used + bytes <= target) {
             Some((used, bin)) => {
-                *used += size;
+                *used += bytes;
                 bin.push(file);
             }
-            None => bins.push((size, vec![file])),
+            None => bins.push((bytes, vec![file])),
         }
     }
     bins.into_iter().map(|(_, bin)| bin).collect()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use lakehouse::{CompactOptions, ExpireOptions, IcebergTable, TableFormat};
+use lakehouse::{CompactOptions, ExpireOptions, Table};
 use pipelines::maintain::{default_retention, followed_snapshots, STATE_PROPERTIES};
 use pipelines::progress::Unit;
 use pipelines::spec::{parse_bytes, parse_duration, PipelineSpec};
@@ -110,14 +110,16 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
         Unit::Tables,
         Some(target.tables.len() as u64),
     );
+    let also = spec_tables(&spec);
     for name in &target.tables {
-        let format = spec.table_format(name);
-        if format != TableFormat::Iceberg {
-            anyhow::bail!(
-                "{origin}: {name} is a {format} table; medallion maintain works on Iceberg tables only yet"
-            );
-        }
-        let mut table = IcebergTable::open(catalog.clone(), name).await?;
+        let Some(mut table) = Table::open_existing(catalog.clone(), name).await? else {
+            anyhow::bail!("{origin}: table {name} does not exist");
+        };
+        let parquet = || {
+            anyhow::anyhow!(
+                "{origin}: {name} is a parquet table: its files are never rewritten, so it has nothing to compact, expire or drop"
+            )
+        };
         let mut out = String::new();
         match command {
             MaintainCommand::Compact {
@@ -129,7 +131,11 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                     target_file_size: *target_size,
                     min_input_files: *min_files,
                 };
-                let r = table.compact(&options, &STATE_PROPERTIES).await?;
+                let r = match &mut table {
+                    Table::Iceberg(t) => t.compact(&options, &STATE_PROPERTIES).await?,
+                    Table::Delta(t) => t.compact(&options).await?,
+                    Table::Parquet(_) => return Err(parquet()),
+                };
                 writeln!(
                     out,
                     "{name}: compacted {} files into {} ({} rows, {} commits, {} groups skipped): {} data files -> {}",
@@ -139,7 +145,7 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
             MaintainCommand::Expire {
                 keep_last, max_age, ..
             } => {
-                let followed = followed_snapshots(&catalog, &table).await?;
+                let followed = followed_snapshots(&catalog, &mut table, &also).await?;
                 for (reader, snapshot) in &followed {
                     tracing::info!(table = %name, reader = %reader, snapshot, "kept for a reader");
                 }
@@ -148,28 +154,68 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                     max_age: *max_age,
                     protect: followed.iter().map(|(_, s)| *s).collect(),
                 };
-                let r = table.expire_snapshots(&options, &STATE_PROPERTIES).await?;
-                writeln!(
-                    out,
-                    "{name}: expired {} snapshots, kept {}; deleted {} data files and {} manifests and manifest lists",
-                    r.expired, r.kept, r.data_files_deleted, r.metadata_files_deleted
-                )?;
+                match &mut table {
+                    Table::Iceberg(t) => {
+                        let r = t.expire_snapshots(&options, &STATE_PROPERTIES).await?;
+                        writeln!(
+                            out,
+                            "{name}: expired {} snapshots, kept {}; deleted {} data files and {} manifests and manifest lists",
+                            r.expired, r.kept, r.data_files_deleted, r.metadata_files_deleted
+                        )?;
+                    }
+                    Table::Delta(t) => {
+                        let r = t.expire(&options).await?;
+                        writeln!(
+                            out,
+                            "{name}: vacuumed {} data files removed more than {:?} ago; deleted {} commit files of the log",
+                            r.files.len(),
+                            r.retention,
+                            r.log_files
+                        )?;
+                    }
+                    Table::Parquet(_) => return Err(parquet()),
+                }
             }
             MaintainCommand::Orphans {
                 older_than,
                 dry_run,
                 ..
             } => {
-                let r = table.remove_orphans(*older_than, *dry_run).await?;
                 let verb = if *dry_run { "would delete" } else { "deleted" };
-                writeln!(
-                    out,
-                    "{name}: {} files scanned; {verb} {} orphans; {} unreferenced files younger than {older_than:?} left",
-                    r.scanned,
-                    r.orphans.len(),
-                    r.young
-                )?;
-                for path in &r.orphans {
+                // Delta's vacuum also deletes removed files: those readers still need stay.
+                let protect: Vec<i64> = match table {
+                    Table::Delta(_) => followed_snapshots(&catalog, &mut table, &also)
+                        .await?
+                        .into_iter()
+                        .map(|(_, s)| s)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let orphans = match &mut table {
+                    Table::Iceberg(t) => {
+                        let r = t.remove_orphans(*older_than, *dry_run).await?;
+                        writeln!(
+                            out,
+                            "{name}: {} files scanned; {verb} {} orphans; {} unreferenced files younger than {older_than:?} left",
+                            r.scanned,
+                            r.orphans.len(),
+                            r.young
+                        )?;
+                        r.orphans
+                    }
+                    Table::Delta(t) => {
+                        let r = t.remove_orphans(*older_than, &protect, *dry_run).await?;
+                        writeln!(
+                            out,
+                            "{name}: {verb} {} files the current version does not reference, older than {:?}",
+                            r.files.len(),
+                            r.retention
+                        )?;
+                        r.files
+                    }
+                    Table::Parquet(_) => return Err(parquet()),
+                };
+                for path in &orphans {
                     writeln!(out, "  {path}")?;
                 }
             }
@@ -179,15 +225,25 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
                         "{name} is not in the bronze, silver or gold namespace: say how long it keeps rows with --keep"
                     );
                 };
-                let Some(column) = column.clone().or_else(|| table.partition_column()) else {
+                let partitioned = match &table {
+                    Table::Iceberg(t) => t.partition_column(),
+                    _ => time_column(&spec, name),
+                };
+                let Some(column) = column.clone().or(partitioned) else {
                     anyhow::bail!(
                         "{name} is not partitioned: name its timestamp column with --column"
                     );
                 };
                 let cutoff = chrono::Utc::now() - keep;
-                let r = table
-                    .drop_before(&column, cutoff.timestamp_micros(), &STATE_PROPERTIES)
-                    .await?;
+                let cutoff_micros = cutoff.timestamp_micros();
+                let r = match &mut table {
+                    Table::Iceberg(t) => {
+                        t.drop_before(&column, cutoff_micros, &STATE_PROPERTIES)
+                            .await?
+                    }
+                    Table::Delta(t) => t.drop_before(&column, cutoff_micros).await?,
+                    Table::Parquet(_) => return Err(parquet()),
+                };
                 writeln!(
                     out,
                     "{name}: removed {} files ({} rows) with {column} before {}",
@@ -202,4 +258,24 @@ pub async fn run(command: &MaintainCommand) -> Result<()> {
     }
     progress.finish();
     Ok(())
+}
+
+/// Every table the spec writes.
+fn spec_tables(spec: &PipelineSpec) -> Vec<String> {
+    let bronze = spec.bronze.iter().map(|b| b.table.clone());
+    let silver = spec.silver.iter().map(|s| s.table.clone());
+    bronze
+        .chain(silver)
+        .chain(spec.gold.iter().map(|g| g.table.clone()))
+        .collect()
+}
+
+/// The timestamp column retention goes by in a table of the spec that is not partitioned: a
+/// bronze table's event time, a gold table's window start.
+fn time_column(spec: &PipelineSpec, name: &str) -> Option<String> {
+    let bronze = spec.bronze.iter().find(|b| b.table == name);
+    let gold = spec.gold.iter().find(|g| g.table == name);
+    bronze
+        .map(|b| b.event_time.clone())
+        .or(gold.map(|_| "window_start".to_string()))
 }

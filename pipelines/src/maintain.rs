@@ -2,10 +2,11 @@
 //! properties that hold their state, the snapshots of a table that the stages following it
 //! still need, and how long each layer keeps its rows.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehouse::{Catalog, IcebergTable, KAFKA_OFFSETS_PROPERTY};
+use lakehouse::{Catalog, Table, KAFKA_OFFSETS_PROPERTY};
 
 use crate::error::Result;
 
@@ -32,28 +33,46 @@ pub fn default_retention(table: &str) -> Option<Duration> {
     Some(DAY * days)
 }
 
-/// The snapshots of `table` that a silver or gold table reading it still starts from (its
-/// cursor, and the first snapshot a gold restart replays), with the reader's name.
+/// The commits of `table` (snapshot ids, or Delta versions) that a silver or gold table
+/// reading it still starts from (its cursor, and the first commit a gold restart replays),
+/// with the reader's name. Readers are the catalog's tables and the tables named in `also`
+/// (Delta and Parquet tables are not in the catalog), in any format.
 pub async fn followed_snapshots(
     catalog: &Arc<Catalog>,
-    table: &IcebergTable,
+    table: &mut Table,
+    also: &[String],
 ) -> Result<Vec<(String, i64)>> {
     let own = table.name();
+    let known: HashSet<i64> = table
+        .history()
+        .await?
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
+    let mut names: BTreeSet<String> = catalog.table_names().await?.into_iter().collect();
+    names.extend(also.iter().cloned());
     let mut found = Vec::new();
-    for name in catalog.table_names().await? {
+    for name in names {
         if name == own {
             continue;
         }
-        let reader = IcebergTable::open(catalog.clone(), &name).await?;
-        let mut starts: Vec<i64> = [crate::silver::CURSOR_PROPERTY, crate::gold::CURSOR_PROPERTY]
-            .iter()
-            .filter_map(|key| reader.snapshot_property(key)?.parse().ok())
-            .collect();
-        if let Some(state) = reader.snapshot_property(crate::gold::STATE_PROPERTY) {
+        let Some(reader) = Table::open_existing(catalog.clone(), &name).await? else {
+            continue;
+        };
+        let mut starts = Vec::new();
+        for key in [crate::silver::CURSOR_PROPERTY, crate::gold::CURSOR_PROPERTY] {
+            starts.extend(
+                reader
+                    .cursor(key)
+                    .await?
+                    .and_then(|c| c.parse::<i64>().ok()),
+            );
+        }
+        if let Some(state) = reader.commit_property(crate::gold::STATE_PROPERTY) {
             starts.extend(crate::gold::replay_from(state));
         }
         for id in starts {
-            if table.snapshot_meta(id).is_some() {
+            if known.contains(&id) {
                 found.push((name.clone(), id));
             }
         }

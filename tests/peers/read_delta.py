@@ -5,9 +5,11 @@ each app id asked for).
 
 With --txn-only, only the version, the `txn` versions and the table configuration are read
 (any table's columns). With --versions, every version of the table is read, oldest first, by
-polars and by the deltalake package: its operation and each reader's row count.
+polars and by the deltalake package: its operation and each reader's row count. With
+--set KEY=VALUE, the deltalake package first sets that table property, as an operator
+would, in a commit of its own.
 
-usage: read_delta.py --path DIR [--app-id ID ...] [--txn-only | --versions]
+usage: read_delta.py --path DIR [--set KEY=VALUE ...] [--app-id ID ...] [--txn-only | --versions]
 """
 
 import argparse
@@ -28,8 +30,12 @@ def main():
     ap.add_argument("--app-id", action="append", default=[])
     ap.add_argument("--txn-only", action="store_true")
     ap.add_argument("--versions", action="store_true")
+    ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()
     table = DeltaTable(a.path)
+    if a.set:
+        table.alter.set_table_properties(dict(kv.split("=", 1) for kv in a.set))
+        table = DeltaTable(a.path)
     txn = {app: table.transaction_version(app) for app in a.app_id}
     if a.txn_only:
         configuration = table.metadata().configuration

@@ -809,6 +809,20 @@ impl Workspace {
         Ok(apps.iter().map(|a| seen["txn"][a].as_i64()).collect())
     }
 
+    /// Sets Delta table properties with the deltalake package (as an operator would).
+    pub fn set_delta_properties(&self, table: &str, properties: &[(&str, &str)]) -> Result<()> {
+        let mut args = vec![
+            "--path".to_string(),
+            self.delta_path(table)?,
+            "--txn-only".into(),
+        ];
+        for (key, value) in properties {
+            args.extend(["--set".into(), format!("{key}={value}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        peer_json("read_delta.py", &args).map(drop)
+    }
+
     /// A Delta table's version, the `txn` versions of `apps` and its configuration, as the
     /// deltalake package reads them.
     pub fn delta_log(&self, table: &str, apps: &[String]) -> Result<serde_json::Value> {

@@ -186,3 +186,107 @@ fn compaction_while_pipelines_append_then_expiry_and_orphans() -> Result<()> {
     assert_eq!(rows, [[json!(10_000), json!(10_000)]]);
     Ok(())
 }
+
+/// The first number after `word` in a `medallion maintain` line.
+fn number_after(out: &str, word: &str) -> u64 {
+    out.split(word)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn delta_maintenance_keeps_what_silver_has_not_read() -> Result<()> {
+    let ws = Workspace::new()?;
+    let topic = unique("maintain-delta");
+    create_topic(&topic, PARTITIONS)?;
+    let spec = spec(&ws, &topic)?;
+    let text = std::fs::read_to_string(&spec)?
+        .replace("[[bronze]]\n", "[[bronze]]\ntable_format = \"delta\"\n")
+        .replace("[[silver]]\n", "[[silver]]\ntable_format = \"delta\"\n")
+        .replace("partition_by_day = \"event_time\"\n", "");
+    std::fs::write(&spec, text)?;
+    let (bronze, silver) = ("bronze.web_events", "silver.views");
+    let spec_arg = spec.display().to_string();
+    let bronze_only = ["run", spec_arg.as_str(), "--once", "--stage", "bronze"];
+
+    // Silver reads 2,000 events; bronze then lands 2,000 more that silver has not read, and is
+    // compacted: the files silver still has to read are removed from the current version.
+    produce(&topic, &events(0, 2_000))?;
+    run_once(&ws, &spec)?;
+    produce(&topic, &events(2_000, 4_000))?;
+    let out = e2e::medallion_output(&bronze_only, ws.path())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(content(&ws, silver)?[0][0], json!(2_000));
+    let out = maintain(&ws, &spec, &["compact", "--min-files", "2", bronze])?;
+    assert!(number_after(&out, "compacted ") > 2, "{out}");
+    let expected = ws.duckdb(
+        bronze,
+        "SELECT count(*), count(DISTINCT event_id), CAST(sum(hash(event_id)) AS VARCHAR) FROM (SELECT 'e' || CAST(i AS VARCHAR) AS event_id FROM range(4000) r(i))",
+    )?;
+    assert_eq!(content(&ws, bronze)?, expected, "compaction keeps the rows");
+    let versions = ws.delta_versions(bronze)?;
+    assert!(versions.iter().any(|v| v.0 == "OPTIMIZE"), "{versions:?}");
+
+    // Vacuum with no retention of its own: silver's cursor keeps every removed file.
+    ws.set_delta_properties(
+        bronze,
+        &[("delta.deletedFileRetentionDuration", "interval 0 seconds")],
+    )?;
+    std::thread::sleep(Duration::from_millis(20));
+    let expire = ["expire", "--keep-last", "1", "--max-age", "0s", bronze];
+    let out = maintain(&ws, &spec, &expire)?;
+    assert_eq!(number_after(&out, "vacuumed "), 0, "{out}");
+    run_once(&ws, &spec)?;
+    assert_eq!(
+        content(&ws, silver)?,
+        expected,
+        "silver read on past the compaction"
+    );
+
+    // Once silver has read a commit after the compaction, the files it removed go, and both
+    // tables still read in full (DuckDB's delta extension and polars alike).
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let recent: Vec<(String, Vec<u8>)> = (4_000..4_100)
+        .map(|i| {
+            (
+                format!("u{i}"),
+                web_event(&format!("e{i}"), "u", now_ms + i),
+            )
+        })
+        .collect();
+    produce(&topic, &recent)?;
+    run_once(&ws, &spec)?;
+    std::thread::sleep(Duration::from_millis(20));
+    let out = maintain(&ws, &spec, &expire)?;
+    assert!(number_after(&out, "vacuumed ") > 2, "{out}");
+    let all = ws.duckdb(
+        bronze,
+        "SELECT count(*), count(DISTINCT event_id), CAST(sum(hash(event_id)) AS VARCHAR) FROM (SELECT 'e' || CAST(i AS VARCHAR) AS event_id FROM range(4100) r(i))",
+    )?;
+    for table in [bronze, silver] {
+        assert_eq!(content(&ws, table)?, all, "{table} after the vacuum");
+        let views = ws.peer_views(table, &[])?;
+        assert_eq!(views["duckdb"].digest, views["polars"].digest, "{table}");
+    }
+    assert_exactly_once(&ws, bronze, &end_offsets(&topic, PARTITIONS)?)?;
+
+    // Retention of 30 days: the compacted file of January's 4,000 events goes, wholly before
+    // the cutoff, in one DELETE commit that silver does not read as new rows; today's 100 stay.
+    let out = maintain(&ws, &spec, &["retention", "--keep", "30d", bronze])?;
+    assert_eq!(number_after(&out, "files ("), 4_000, "{out}");
+    let left = ws.duckdb(bronze, "SELECT count(*), min(event_id) FROM t")?;
+    assert_eq!(left, [[json!(100), json!("e4000")]], "{out}");
+    run_once(&ws, &spec)?;
+    assert_eq!(
+        content(&ws, silver)?,
+        all,
+        "retention on bronze leaves silver as it was"
+    );
+    Ok(())
+}
