@@ -42,6 +42,15 @@ const MAX_CONFLICTS: usize = 20;
 pub struct StagedAdds(Vec<Add>);
 
 impl StagedAdds {
+    /// The number of data files staged.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Adds the files of another write to this commit.
     pub fn extend(&mut self, other: StagedAdds) {
         self.0.extend(other.0);

@@ -56,6 +56,19 @@ pub enum Staged {
 }
 
 impl Staged {
+    /// The number of data files staged.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Iceberg(s) => s.len(),
+            Self::Delta(s) => s.len(),
+            Self::Parquet(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Adds the files of another write of the same table to this commit.
     pub fn extend(&mut self, other: Staged) -> Result<()> {
         match (self, other) {
@@ -208,6 +221,15 @@ impl Table {
             }
             Self::Delta(t) => t.stored_offsets(partitions).await,
             Self::Parquet(t) => Ok(t.stored_offsets(partitions)),
+        }
+    }
+
+    /// No files yet, for a commit of this table that writes several batches.
+    pub fn stage_nothing(&self) -> Staged {
+        match self {
+            Self::Iceberg(_) => Staged::Iceberg(StagedFiles::default()),
+            Self::Delta(_) => Staged::Delta(StagedAdds::default()),
+            Self::Parquet(_) => Staged::Parquet(StagedParquet::default()),
         }
     }
 

@@ -131,6 +131,15 @@ impl State {
 pub struct StagedParquet(Vec<DataFile>);
 
 impl StagedParquet {
+    /// The number of data files staged.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Adds the files of another write to this commit.
     pub fn extend(&mut self, other: StagedParquet) {
         self.0.extend(other.0);

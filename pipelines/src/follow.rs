@@ -1,11 +1,11 @@
 //! How a derived table (silver, gold) follows its source: woken by this process's commits,
 //! polling the catalog for other processes'.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehouse::{Catalog, IcebergTable, ReplaceOutcome, StagedFiles, Table};
+use lakehouse::{Catalog, Staged, Table};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -64,33 +64,22 @@ pub(crate) fn parse_cursor(
     }
 }
 
-/// A backfill's commit: swaps `remove` for `add` in one replace-files commit that keeps the
-/// cursor (property `key` at `cursor`) and records the `range` rebuilt, if the cursor has not
-/// moved. The snapshot, or `None` when a live run committed meanwhile (start over).
+/// A backfill's commit: swaps `remove` for `add` in one commit that keeps the cursor `key` at
+/// `cursor` and records the `range` rebuilt, if the cursor has not moved and the files are
+/// all still there; `false` when a live run committed meanwhile (start over).
 pub(crate) async fn commit_backfill(
-    table: &mut IcebergTable,
+    table: &mut Table,
     remove: &HashSet<String>,
-    add: &StagedFiles,
+    add: Staged,
     (key, cursor): (&str, &str),
     range: String,
-) -> Result<Option<i64>> {
-    let properties = HashMap::from([
-        (key.to_string(), cursor.to_string()),
-        (BACKFILL_PROPERTY.to_string(), range),
-    ]);
-    let outcome = table
-        .replace_if(remove, add, |t| {
-            Ok(match t.snapshot_property(key) == Some(cursor) {
-                true => Ok(properties.clone()),
-                false => Err(()),
-            })
-        })
+) -> Result<bool> {
+    let info = [(BACKFILL_PROPERTY.to_string(), range)];
+    let committed = table
+        .commit_cursor(remove, add, (key, Some(cursor), cursor), &[], &info)
         .await?;
-    Ok(match outcome {
-        ReplaceOutcome::Committed { snapshot_id } => {
-            crate::TABLE_COMMITS.notify_waiters();
-            Some(snapshot_id)
-        }
-        ReplaceOutcome::Refused(()) | ReplaceOutcome::FilesGone(_) => None,
-    })
+    if committed {
+        crate::TABLE_COMMITS.notify_waiters();
+    }
+    Ok(committed)
 }

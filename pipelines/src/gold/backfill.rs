@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
-use lakehouse::{Catalog, IcebergTable, Table, TableFormat};
+use lakehouse::{Catalog, Table, TableFormat};
 
 use super::alerts::Alerts;
 use super::window::{Clock, WindowKind, WindowOperator, WindowRow};
@@ -54,13 +54,17 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    if spec.table_format != TableFormat::Iceberg {
-        return Err(stage_err(format!(
-            "backfill rebuilds Iceberg gold tables only yet; this one is a {} table",
-            spec.table_format
-        )));
+    if spec.table_format == TableFormat::Parquet {
+        return Err(stage_err(
+            "a parquet table cannot replace rows; backfill needs an iceberg or delta table".into(),
+        ));
     }
-    let mut table = IcebergTable::open(catalog.clone(), &spec.table).await?;
+    let table = Table::open_if_exists(catalog.clone(), &spec.table, spec.table_format).await?;
+    let Some(mut table) = table else {
+        return Err(stage_err(
+            "the table does not exist yet: run the pipeline first".to_string(),
+        ));
+    };
     let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
         return Err(stage_err(format!(
             "source table {} does not exist",
@@ -76,9 +80,9 @@ pub async fn backfill(
     for attempt in 0..MAX_ATTEMPTS {
         table.refresh().await?;
         source.refresh().await?;
+        let cursor = table.cursor(CURSOR_PROPERTY).await?;
         let Some(consumed) =
-            crate::follow::parse_cursor(CURSOR_PROPERTY, table.snapshot_property(CURSOR_PROPERTY))
-                .map_err(stage_err)?
+            crate::follow::parse_cursor(CURSOR_PROPERTY, cursor.as_deref()).map_err(stage_err)?
         else {
             return Err(stage_err(
                 "the table has consumed nothing yet: nothing to backfill".to_string(),
@@ -86,7 +90,7 @@ pub async fn backfill(
         };
         let cursor = consumed.to_string();
         let checkpoint: Checkpoint = table
-            .snapshot_property(STATE_PROPERTY)
+            .commit_property(STATE_PROPERTY)
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| stage_err(format!("snapshot property {STATE_PROPERTY}: {e}")))?
@@ -164,17 +168,17 @@ pub async fn backfill(
         rebuilt.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
 
         let old_files = table.files_in_range("window_start", from, Some(to)).await?;
-        let mut staged = lakehouse::StagedFiles::default();
+        let mut staged = table.stage_nothing();
         let mut replaced = 0;
         for old in table.scan_files(old_files.clone()).await? {
             let ids = rows::row_ids(&old, keys).map_err(stage_err)?;
             let keep: BooleanArray = ids.iter().map(|(s, _, _)| Some(!in_range(*s))).collect();
             let kept = filter_record_batch(&old, &keep).map_err(|e| stage_err(e.to_string()))?;
             replaced += (old.num_rows() - kept.num_rows()) as u64;
-            staged.extend(table.write(&kept).await?);
+            staged.extend(table.write(&kept).await?)?;
         }
         let batch = rows::to_batch(&rebuilt, config.output()).map_err(stage_err)?;
-        staged.extend(table.write(&batch).await?);
+        staged.extend(table.write(&batch).await?)?;
         let raised = alerts.raise(&batch, &rebuilt, consumed).await? as u64;
         let range = serde_json::json!({
             "column": "window_start",
@@ -186,15 +190,15 @@ pub async fn backfill(
         let committed = crate::follow::commit_backfill(
             &mut table,
             &old_files,
-            &staged,
+            staged,
             (CURSOR_PROPERTY, &cursor),
             range,
         )
         .await?;
         match committed {
-            Some(snapshot_id) => {
+            true => {
                 progress.finish();
-                tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = rebuilt.len(), "backfill committed");
+                tracing::info!(table = %spec.table, rows_replaced = replaced, rows = rebuilt.len(), "backfill committed");
                 return Ok(GoldBackfillReport {
                     table: spec.table.clone(),
                     from,
@@ -209,7 +213,7 @@ pub async fn backfill(
                     restarts: attempt,
                 });
             }
-            None => {
+            false => {
                 tracing::warn!(table = %spec.table, "a live run committed meanwhile: starting the backfill over");
             }
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch, not};
 use arrow::datatypes::DataType;
-use lakehouse::{Catalog, IcebergTable, Table, TableFormat};
+use lakehouse::{Catalog, Table, TableFormat};
 
 use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
 use crate::bronze::KafkaConnection;
@@ -118,13 +118,13 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    if spec.table_format != TableFormat::Iceberg {
-        return Err(stage_err(format!(
-            "backfill rebuilds Iceberg silver tables only yet; this one is a {} table",
-            spec.table_format
-        )));
+    if spec.table_format == TableFormat::Parquet {
+        return Err(stage_err(
+            "a parquet table cannot replace rows; backfill needs an iceberg or delta table".into(),
+        ));
     }
-    let Some(mut table) = IcebergTable::open_if_exists(catalog.clone(), &spec.table).await? else {
+    let table = Table::open_if_exists(catalog.clone(), &spec.table, spec.table_format).await?;
+    let Some(mut table) = table else {
         return Err(stage_err(
             "the table does not exist yet: run the pipeline first".to_string(),
         ));
@@ -152,9 +152,9 @@ pub async fn backfill(
         report.restarts = attempt;
         table.refresh().await?;
         source.refresh().await?;
+        let cursor = table.cursor(CURSOR_PROPERTY).await?;
         let Some(upto) =
-            crate::follow::parse_cursor(CURSOR_PROPERTY, table.snapshot_property(CURSOR_PROPERTY))
-                .map_err(stage_err)?
+            crate::follow::parse_cursor(CURSOR_PROPERTY, cursor.as_deref()).map_err(stage_err)?
         else {
             return Err(stage_err(
                 "the table has consumed nothing yet: nothing to backfill".to_string(),
@@ -201,14 +201,10 @@ pub async fn backfill(
             rebuilt.push(refined.rows);
         }
 
-        let files = match range.is_everything() {
-            true => table.live_files().await?,
-            false => {
-                table
-                    .files_in_range(&range.column, range.from, range.to)
-                    .await?
-            }
-        };
+        // Both sides open: every file.
+        let files = table
+            .files_in_range(&range.column, range.from, range.to)
+            .await?;
         let existing = table.scan_files(files.clone()).await?;
         let mut replaced = 0;
         let mut rows = Vec::new();
@@ -220,21 +216,21 @@ pub async fn backfill(
         }
         let written: u64 = rebuilt.iter().map(|b| b.num_rows() as u64).sum();
         rows.extend(rebuilt);
-        let mut staged = lakehouse::StagedFiles::default();
+        let mut staged = table.stage_nothing();
         for batch in rows.iter().filter(|b| b.num_rows() > 0) {
-            staged.extend(table.write(batch).await?);
+            staged.extend(table.write(batch).await?)?;
         }
         let files_added = staged.len() as u64;
         let committed = crate::follow::commit_backfill(
             &mut table,
             &files,
-            &staged,
+            staged,
             (CURSOR_PROPERTY, &cursor),
             range_json.clone(),
         )
         .await?;
         match committed {
-            Some(snapshot_id) => {
+            true => {
                 report.source_snapshot = upto;
                 report.source_snapshots = consumed.len() as u64;
                 report.rows_read = rows_read;
@@ -245,10 +241,10 @@ pub async fn backfill(
                 report.files_removed = files.len() as u64;
                 report.files_added = files_added;
                 progress.finish();
-                tracing::info!(table = %spec.table, snapshot_id, rows_replaced = replaced, rows = written, "backfill committed");
+                tracing::info!(table = %spec.table, rows_replaced = replaced, rows = written, "backfill committed");
                 return Ok(report);
             }
-            None => {
+            false => {
                 tracing::warn!(table = %spec.table, "a live run committed meanwhile: starting the backfill over");
             }
         }
