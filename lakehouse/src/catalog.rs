@@ -154,6 +154,12 @@ impl Catalog {
 
     /// The directory of a table kept outside the catalog (Delta): `WAREHOUSE/NAMESPACE/NAME`,
     /// in a local warehouse.
+    /// The warehouse's directory, when it is local.
+    pub(crate) fn local_warehouse(&self) -> Option<std::path::PathBuf> {
+        let root = self.warehouse.as_deref()?.strip_prefix("file://")?;
+        Some(std::path::PathBuf::from(root))
+    }
+
     pub(crate) fn table_dir(&self, name: &str) -> Result<std::path::PathBuf> {
         let ident = crate::table::parse_ident(name)?;
         let local = self

@@ -505,6 +505,21 @@ impl DeltaLakeTable {
         Ok(out)
     }
 
+    /// Reads `columns` of every row of the current version.
+    pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for file in self.files()? {
+            out.extend(self.read_file(&file.path, columns).await?);
+        }
+        Ok(out)
+    }
+
+    /// The current version's data files and rows (`None`: a file has no count).
+    pub fn size(&self) -> Result<(u64, Option<u64>)> {
+        let files = self.files()?;
+        Ok((files.len() as u64, files.iter().map(|f| f.rows).sum()))
+    }
+
     /// The current version's data files with their statistics.
     fn files(&self) -> Result<Vec<FileEntry>> {
         let Ok(state) = self.table.snapshot() else {

@@ -164,6 +164,60 @@ impl Table {
         Self::open_if_exists(catalog, name, format).await
     }
 
+    /// The Delta and Parquet tables of a local warehouse (`NAMESPACE/NAME` folders with a log),
+    /// sorted; none for an S3 warehouse.
+    pub fn directory_tables(catalog: &Catalog) -> Result<Vec<String>> {
+        let Some(root) = catalog.local_warehouse() else {
+            return Ok(Vec::new());
+        };
+        let folders = |dir: &std::path::Path| -> Vec<(String, std::path::PathBuf)> {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Vec::new();
+            };
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (namespace, dir) in folders(&root) {
+            for (name, table) in folders(&dir) {
+                let logs = ["_delta_log", crate::parquet_table::LOG_DIR];
+                if logs.iter().any(|log| table.join(log).is_dir()) {
+                    out.push(format!("{namespace}.{name}"));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads `columns` of every row of the current version.
+    pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
+        match self {
+            Self::Iceberg(t) => t.scan_columns(columns).await,
+            Self::Delta(t) => t.scan_columns(columns).await,
+            Self::Parquet(t) => t.scan_columns(columns).await,
+        }
+    }
+
+    /// The current version's data files and rows (`None`: a count is not known).
+    pub fn size(&self) -> Result<(u64, Option<u64>)> {
+        let count = |key: &str, t: &IcebergTable| match t.current_snapshot_id() {
+            None => Some(0),
+            Some(_) => t.snapshot_property(key).and_then(|v| v.parse().ok()),
+        };
+        Ok(match self {
+            Self::Iceberg(t) => (
+                count("total-data-files", t).unwrap_or(0),
+                count("total-records", t),
+            ),
+            Self::Delta(t) => t.size()?,
+            Self::Parquet(t) => t.size(),
+        })
+    }
+
     pub fn name(&self) -> String {
         match self {
             Self::Iceberg(t) => t.name(),

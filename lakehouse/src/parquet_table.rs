@@ -441,6 +441,21 @@ impl ParquetTable {
         self.scan_data_files(&DataFiles::from_paths(paths)).await
     }
 
+    /// Reads `columns` of every row.
+    pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for file in &self.state.files {
+            out.extend(self.read_file(&file.path, columns).await?);
+        }
+        Ok(out)
+    }
+
+    /// The data files and rows.
+    pub fn size(&self) -> (u64, Option<u64>) {
+        let files = &self.state.files;
+        (files.len() as u64, Some(files.iter().map(|f| f.rows).sum()))
+    }
+
     /// `columns` of one committed data file (a path relative to the table), all rows.
     async fn read_file(&self, path: &str, columns: &[String]) -> Result<Vec<RecordBatch>> {
         let reader = tokio::fs::File::open(self.dir.join(path))

@@ -111,16 +111,22 @@ enum Command {
         /// The catalog: `sqlite://PATH`, `postgres://…` or an Iceberg REST `http(s)://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
+        /// A local warehouse whose Delta and Parquet tables (not in the catalog) count too.
+        #[arg(long, env = "MEDALLION_WAREHOUSE")]
+        warehouse: Option<String>,
         #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
         format: query_cmd::Format,
     },
-    /// SQL (polars) over the tables' current snapshots, tables named as in the catalog:
+    /// SQL (polars) over the tables' current versions, tables named as in the catalog:
     /// `medallion query "SELECT count(*) FROM bronze.web_events"`.
     Query {
         sql: String,
         /// The catalog: `sqlite://PATH`, `postgres://…` or an Iceberg REST `http(s)://…`.
         #[arg(long, env = "MEDALLION_CATALOG")]
         catalog: String,
+        /// A local warehouse whose Delta and Parquet tables (not in the catalog) count too.
+        #[arg(long, env = "MEDALLION_WAREHOUSE")]
+        warehouse: Option<String>,
         #[arg(long, value_enum, default_value_t = query_cmd::Format::Table)]
         format: query_cmd::Format,
     },
@@ -375,15 +381,21 @@ async fn dispatch(cli: Cli) -> Result<bool> {
             column,
         } => backfill(&spec, &table, from.as_deref(), to.as_deref(), column).await?,
         Command::Maintain { command } => maintain_cmd::run(&command).await?,
-        Command::Tables { catalog, format } => {
-            query_cmd::tables(&connect_existing(&catalog).await?, format).await?
+        Command::Tables {
+            catalog,
+            warehouse,
+            format,
+        } => {
+            let catalog = connect_existing(&catalog, warehouse.as_deref()).await?;
+            query_cmd::tables(&catalog, format).await?
         }
         Command::Query {
             sql,
             catalog,
+            warehouse,
             format,
         } => {
-            let catalog = connect_existing(&catalog).await?;
+            let catalog = connect_existing(&catalog, warehouse.as_deref()).await?;
             query_cmd::print(&pipelines::query::query(&catalog, &sql).await?, format)?
         }
         Command::Generate {
@@ -430,7 +442,7 @@ async fn dispatch(cli: Cli) -> Result<bool> {
         } => {
             let catalog = match warehouse {
                 Some(warehouse) => connect_with_warehouse(&catalog, Some(&warehouse)).await?,
-                None => connect_existing(&catalog).await?,
+                None => connect_existing(&catalog, None).await?,
             };
             rest_catalog::serve(&addr, catalog, read_write).await?
         }
@@ -719,7 +731,12 @@ async fn backfill(
 }
 
 /// Connects to a catalog that must exist already (a SQLite file is not created).
-async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog>> {
+/// Connects to the existing catalog `uri`; with `warehouse`, a local directory, its Delta and
+/// Parquet tables are found too.
+async fn connect_existing(
+    uri: &str,
+    warehouse: Option<&str>,
+) -> Result<std::sync::Arc<lakehouse::Catalog>> {
     if let Some(path) = uri.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or(path);
         anyhow::ensure!(
@@ -727,9 +744,15 @@ async fn connect_existing(uri: &str) -> Result<std::sync::Arc<lakehouse::Catalog
             "--catalog {uri}: no SQLite catalog at {path}"
         );
     }
-    // Reading needs no warehouse: tables carry their own locations, and S3 is reached as
-    // the AWS environment variables say.
-    connect_with_warehouse(uri, None).await
+    // Reading Iceberg tables needs no warehouse: they carry their own locations, and S3 is
+    // reached as the AWS environment variables say.
+    if let Some(dir) = warehouse {
+        anyhow::ensure!(
+            Path::new(dir).is_dir(),
+            "--warehouse {dir}: no such directory"
+        );
+    }
+    connect_with_warehouse(uri, warehouse).await
 }
 
 /// Connects to the catalog `uri`, creating new tables under `warehouse`.

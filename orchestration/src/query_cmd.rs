@@ -1,12 +1,12 @@
 //! `medallion query` and `medallion tables`: what the lakehouse holds, from the command line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::ValueEnum;
-use lakehouse::{Catalog, IcebergTable};
+use lakehouse::{Catalog, Table};
 use pipelines::maintain::STATE_PROPERTIES;
 
 /// How results are printed.
@@ -92,6 +92,8 @@ fn render_table(batch: &RecordBatch) -> Result<String> {
 /// What `medallion tables` says of one table.
 struct TableLine {
     name: String,
+    /// iceberg, delta or parquet.
+    format: String,
     snapshots: i64,
     current: Option<i64>,
     rows: Option<i64>,
@@ -106,25 +108,33 @@ pub async fn tables(catalog: &std::sync::Arc<Catalog>, format: Format) -> Result
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use std::sync::Arc;
+    let mut names: BTreeSet<String> = catalog.table_names().await?.into_iter().collect();
+    names.extend(Table::directory_tables(catalog)?);
     let mut lines = Vec::new();
-    for name in catalog.table_names().await? {
-        let table = IcebergTable::open(catalog.clone(), &name).await?;
-        let history: Vec<(i64, i64, &std::collections::HashMap<String, String>)> =
-            table.history().collect();
-        // A table without a snapshot holds nothing yet.
-        let total = |key: &str| match history.first() {
-            None => Some(0),
-            Some((_, _, p)) => p.get(key).and_then(|v| v.parse().ok()),
+    for name in names {
+        let Some(mut table) = Table::open_existing(catalog.clone(), &name).await? else {
+            continue;
         };
-        let state: BTreeMap<&str, &str> = STATE_PROPERTIES
-            .iter()
-            .filter_map(|k| table.snapshot_property(k).map(|v| (*k, v)))
-            .collect();
+        let history = table.history().await?;
+        let (files, rows) = table.size()?;
+        let mut state = BTreeMap::new();
+        for key in STATE_PROPERTIES {
+            let value = match key {
+                pipelines::silver::CURSOR_PROPERTY | pipelines::gold::CURSOR_PROPERTY => {
+                    table.cursor(key).await?
+                }
+                _ => table.commit_property(key).map(str::to_string),
+            };
+            if let Some(value) = value {
+                state.insert(key, value);
+            }
+        }
         lines.push(TableLine {
+            format: table.format().to_string(),
             snapshots: history.len() as i64,
-            current: table.current_snapshot_id(),
-            rows: total("total-records"),
-            files: total("total-data-files"),
+            current: table.current_commit(),
+            rows: rows.and_then(|r| i64::try_from(r).ok()),
+            files: i64::try_from(files).ok(),
             last_commit_ms: history.first().map(|(_, ts, _)| *ts),
             state: match state.is_empty() {
                 true => String::new(),
@@ -138,6 +148,7 @@ pub async fn tables(catalog: &std::sync::Arc<Catalog>, format: Format) -> Result
     };
     let schema = Arc::new(Schema::new(vec![
         Field::new("table", DataType::Utf8, false),
+        Field::new("format", DataType::Utf8, false),
         Field::new("snapshots", DataType::Int64, true),
         Field::new("current_snapshot", DataType::Int64, true),
         Field::new("rows", DataType::Int64, true),
@@ -153,6 +164,9 @@ pub async fn tables(catalog: &std::sync::Arc<Catalog>, format: Format) -> Result
         schema,
         vec![
             Arc::new(StringArray::from_iter_values(lines.iter().map(|l| &l.name))),
+            Arc::new(StringArray::from_iter_values(
+                lines.iter().map(|l| &l.format),
+            )),
             ints(|l| Some(l.snapshots)),
             ints(|l| l.current),
             ints(|l| l.rows),

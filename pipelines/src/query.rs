@@ -1,25 +1,29 @@
-//! `medallion query`: SQL over the tables' current snapshots, run by polars, with tables named
-//! as the catalog names them (`bronze.web_events`).
+//! `medallion query`: SQL over the tables' current versions, run by polars, with tables named
+//! as the catalog names them (`bronze.web_events`), whatever their format.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use lakehouse::{Catalog, IcebergTable};
+use lakehouse::{Catalog, Table};
 use polars::prelude::{DataFrame, IntoLazy};
 use polars::sql::SQLContext;
 
 use crate::error::{Error, Result};
 use crate::silver::frame;
 
-/// Runs `sql` over the current snapshots of the tables it names; the result as one batch.
+/// Runs `sql` over the current versions of the tables it names (the catalog's, and the Delta
+/// and Parquet tables of a local warehouse); the result as one batch.
 pub async fn query(catalog: &Arc<Catalog>, sql: &str) -> Result<RecordBatch> {
-    let names = catalog.table_names().await?;
+    let mut names = catalog.table_names().await?;
+    names.extend(Table::directory_tables(catalog)?);
     let (sql, used) = quote_table_names(sql, &names);
     let mut ctx = SQLContext::new();
     for name in used {
-        let table = IcebergTable::open(catalog.clone(), &name).await?;
+        let Some(table) = Table::open_existing(catalog.clone(), &name).await? else {
+            return Err(Error::Query(format!("table {name} does not exist")));
+        };
         let schema = table.arrow_schema().clone();
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let batches = table.scan_columns(&columns).await?;

@@ -1,7 +1,7 @@
 //! Silver tables built from a bronze table by `medallion run`, checked against DuckDB
 //! computing the same definition over bronze; incremental runs add exactly the new rows.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
 use e2e::{
@@ -216,6 +216,39 @@ fn silver_run_after_run(bronze_format: &str, silver_format: &str) -> Result<()> 
     // Nothing new: a third run commits nothing and changes nothing.
     run_once(&ws, &spec)?;
     assert_eq!(assert_silver_matches_bronze(&ws, columns)?, second);
+
+    // `medallion tables` and `medallion query` see every table, in its format.
+    let (catalog, warehouse) = (ws.catalog_uri(), ws.warehouse().display().to_string());
+    let at = [
+        "--catalog",
+        &catalog,
+        "--warehouse",
+        &warehouse,
+        "--format",
+        "json",
+    ];
+    let json = |args: &[&str]| -> Result<serde_json::Value> {
+        let args = [args, &at[..]].concat();
+        let out = e2e::medallion_stdout(&args, ws.path())?;
+        serde_json::from_str(&out).with_context(|| format!("medallion {args:?}: {out}"))
+    };
+    let listed = json(&["tables"])?;
+    let counted = json(&["query", "SELECT count(*) AS n FROM silver.purchases"])?;
+    let purchases = ws.duckdb("silver.purchases", "SELECT count(*) FROM t")?;
+    assert_eq!(counted[0]["n"], purchases[0][0], "{counted}");
+    for (table, format) in [
+        ("bronze.web_events", bronze_format),
+        ("silver.purchases", silver_format),
+    ] {
+        let line = listed
+            .as_array()
+            .and_then(|l| l.iter().find(|t| t["table"] == table))
+            .with_context(|| format!("{table} is not in {listed}"))?;
+        assert_eq!(line["format"], format, "{line}");
+        if table == "silver.purchases" {
+            assert_eq!(line["rows"], purchases[0][0], "{line}");
+        }
+    }
     for (table, format) in [
         ("bronze.web_events", bronze_format),
         ("silver.purchases", silver_format),
