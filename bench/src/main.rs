@@ -5,6 +5,9 @@
 //! continuous run. Each prints peak RSS and commit latency percentiles.
 //!
 //! Usage: medallion-bench BROKER MEDALLION_BIN WORKDIR [EVENTS] [silver|gold]
+//!
+//! `TABLE_FORMAT=delta` or `=parquet` keeps the bronze and silver tables in that format
+//! (default iceberg).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,6 +33,7 @@ async fn main() -> Result<()> {
     let (broker, bin, dir) = (&args[1], &args[2], std::path::PathBuf::from(&args[3]));
     let events: usize = args.get(4).map_or(Ok(1_000_000), |s| s.parse())?;
     let mode = args.get(5).map(String::as_str).unwrap_or("");
+    let format = std::env::var("TABLE_FORMAT").unwrap_or_else(|_| "iceberg".to_string());
     let topic = format!("bench-{}", std::process::id());
 
     create_topic(broker, &topic).await?;
@@ -67,6 +71,7 @@ schema = "{schema}"
 event_time = "event_time"
 dedupe = {{ key = ["event_id"], horizon = "1h" }}
 commit = {{ interval = "5s", max_rows = 50000 }}
+table_format = "{format}"
 "#,
             w = dir.join("warehouse").display(),
             schema = schema.display()
@@ -75,7 +80,7 @@ commit = {{ interval = "5s", max_rows = 50000 }}
     let bronze = run_stage(bin, &spec, &dir.join("bronze.log"), "bronze")?;
     let rate = events as f64 / bronze.wall.as_secs_f64();
     println!(
-        "bronze (broker → committed Iceberg): {:.1} s, {rate:.0} events/s, peak RSS {:.0} MiB, {}",
+        "bronze (broker → committed {format} table): {:.1} s, {rate:.0} events/s, peak RSS {:.0} MiB, {}",
         bronze.wall.as_secs_f64(),
         bronze.peak_rss_mib,
         bronze.commits()
@@ -94,7 +99,13 @@ commit = {{ interval = "5s", max_rows = 50000 }}
         finished_rows(&dir.join("bronze-again.log"))?
     );
     if mode == "silver" || mode == "gold" {
-        std::fs::write(&spec, std::fs::read_to_string(&spec)? + SILVER)?;
+        // Delta tables are not partitioned.
+        let silver = match format.as_str() {
+            "delta" => SILVER.replace("partition_by_day = \"event_time\"\n", ""),
+            _ => SILVER.to_string(),
+        };
+        let silver = format!("{silver}table_format = \"{format}\"\n");
+        std::fs::write(&spec, std::fs::read_to_string(&spec)? + &silver)?;
         let s = run_stage(bin, &spec, &dir.join("silver.log"), "silver")?;
         println!(
             "silver (bronze → filtered, typed, hashed, judged, committed): {}",
