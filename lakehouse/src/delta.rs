@@ -375,16 +375,10 @@ impl DeltaLakeTable {
                 .snapshot()
                 .map_err(delta_err(&self.name, "commit"))?;
             let mut actions: Vec<Action> = staged.0.iter().cloned().map(Action::Add).collect();
-            let removes: Vec<Action> = snapshot
-                .log_data()
-                .into_iter()
-                .filter(|f| remove.contains(f.path().as_ref()))
-                .map(|f| Action::Remove(f.remove_action(true)))
-                .collect();
-            if removes.len() != remove.len() {
+            let Some(removes) = removes(snapshot, remove, true) else {
                 // Another writer removed some of them: the caller starts over.
                 return Ok(false);
-            }
+            };
             actions.extend(removes);
             if !state.is_empty() {
                 let mut metadata = snapshot.metadata().clone();
@@ -451,12 +445,7 @@ impl DeltaLakeTable {
 
     /// Every column of the rows in the given data files of the current version.
     pub async fn scan_files(&self, files: &HashSet<String>) -> Result<Vec<RecordBatch>> {
-        let columns: Vec<String> = self
-            .arrow_schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = files::column_names(&self.arrow_schema);
         let mut out = Vec::new();
         for file in self.files()? {
             if files.contains(&file.path) {
@@ -661,12 +650,7 @@ impl DeltaLakeTable {
     /// Every column of the rows in `files` (as [`Self::commits`] names them), in the current
     /// schema. The files are read as they are: they need not be in the current version.
     pub async fn scan_data_files(&self, files: &DataFiles) -> Result<Vec<RecordBatch>> {
-        let columns: Vec<String> = self
-            .arrow_schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = files::column_names(&self.arrow_schema);
         let mut out = Vec::new();
         for path in files.paths() {
             out.extend(self.read_file(path, &columns).await?);
@@ -746,6 +730,22 @@ impl DeltaLakeTable {
             }
         }
     }
+}
+
+/// A `remove` action for each of the data files `paths` of `snapshot`; `None` when some are
+/// not in it any more.
+fn removes(
+    snapshot: &deltalake::table::state::DeltaTableState,
+    paths: &HashSet<String>,
+    data_change: bool,
+) -> Option<Vec<Action>> {
+    let removes: Vec<Action> = snapshot
+        .log_data()
+        .into_iter()
+        .filter(|f| paths.contains(f.path().as_ref()))
+        .map(|f| Action::Remove(f.remove_action(data_change)))
+        .collect();
+    (removes.len() == paths.len()).then_some(removes)
 }
 
 /// One commit file of the log: the files it added (with data), whether it removed any, and
@@ -841,11 +841,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("bronze").join("events");
         let location = location.to_str().unwrap();
-        let def = TableDefinition {
-            name: "bronze.events".into(),
-            schema: rows(&[], |i| i).schema(),
-            partition_by_day: None,
-        };
+        let def = crate::testing::def("bronze.events");
         let mut a = DeltaLakeTable::open_or_create(location, &def)
             .await
             .unwrap();
@@ -895,11 +891,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let location = dir.path().join("bronze").join("cut");
         let location = location.to_str().unwrap();
-        let def = TableDefinition {
-            name: "bronze.cut".into(),
-            schema: rows(&[], |i| i).schema(),
-            partition_by_day: None,
-        };
+        let def = crate::testing::def("bronze.cut");
         let mut table = DeltaLakeTable::open_or_create(location, &def)
             .await
             .unwrap();

@@ -12,6 +12,11 @@ use parquet::arrow::ProjectionMask;
 use crate::table::conform;
 use crate::{Error, Result};
 
+/// Every column name of `schema`, in order.
+pub(crate) fn column_names(schema: &Schema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
 /// `columns` of every row of one data file, laid out as the table `schema` has them; a column
 /// added after the file was written reads as null. `file` names the file in errors.
 pub(crate) async fn read_columns<R: AsyncFileReader + Unpin + Send + 'static>(

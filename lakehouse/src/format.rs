@@ -573,7 +573,7 @@ async fn check_format(catalog: &Arc<Catalog>, name: &str, format: TableFormat) -
 mod tests {
     use super::*;
     use crate::catalog::{connect, LakehouseLocation};
-    use crate::testing::{rows, sorted_ids, DAY};
+    use crate::testing::{def, rows, sorted_ids, DAY};
     use arrow::datatypes::DataType;
 
     async fn catalog(dir: &tempfile::TempDir) -> Arc<Catalog> {
@@ -583,14 +583,6 @@ mod tests {
             s3: Default::default(),
         };
         connect(&location).await.unwrap()
-    }
-
-    fn def(name: &str) -> TableDefinition {
-        TableDefinition {
-            name: name.into(),
-            schema: rows(&[], |_| 0).schema(),
-            partition_by_day: None,
-        }
     }
 
     /// A bronze table in `format` (kept in a folder with `log`) through the table interface:

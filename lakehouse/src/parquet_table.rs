@@ -400,13 +400,7 @@ impl ParquetTable {
     /// Every column of the rows in `files` (as [`Self::commits`] names them), in the current
     /// schema.
     pub async fn scan_data_files(&self, data: &DataFiles) -> Result<Vec<RecordBatch>> {
-        let columns: Vec<String> = self
-            .state
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = files::column_names(&self.state.schema);
         let mut out = Vec::new();
         for path in data.paths() {
             out.extend(self.read_file(path, &columns).await?);

@@ -581,12 +581,7 @@ impl IcebergTable {
     /// `max_rows` (data-file order): a bounded sample of a large table. The rows read, and whether
     /// the table had more.
     pub async fn scan_first(&self, max_rows: usize) -> Result<(Vec<RecordBatch>, bool)> {
-        let columns: Vec<String> = self
-            .arrow_schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let columns = crate::files::column_names(&self.arrow_schema);
         let Some(mut stream) = self.row_stream(&columns, None).await? else {
             return Ok((Vec::new(), false));
         };

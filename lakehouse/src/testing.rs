@@ -29,6 +29,15 @@ pub(crate) fn rows(ids: &[i64], ts: impl Fn(i64) -> i64) -> RecordBatch {
     .unwrap()
 }
 
+/// An unpartitioned table `name` of `(id, ts)` rows.
+pub(crate) fn def(name: &str) -> TableDefinition {
+    TableDefinition {
+        name: name.into(),
+        schema: rows(&[], |_| 0).schema(),
+        partition_by_day: None,
+    }
+}
+
 /// A new table `name` in a new catalog under a temporary directory (kept while it lives).
 pub(crate) async fn day_table(name: &str) -> (tempfile::TempDir, Arc<Catalog>, IcebergTable) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehouse::{Catalog, Staged, Table};
+use lakehouse::{Catalog, Staged, Table, TableFormat};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -62,6 +62,27 @@ pub(crate) fn parse_cursor(
             .map(Some)
             .map_err(|_| format!("cursor {key} is {c:?}, not a snapshot id")),
     }
+}
+
+/// The table a backfill rebuilds; refused when it cannot replace rows (Parquet) or does not
+/// exist yet.
+pub(crate) async fn open_for_backfill(
+    catalog: &Arc<Catalog>,
+    name: &str,
+    format: TableFormat,
+) -> Result<Table> {
+    let refused = |message: &str| crate::error::Error::Stage {
+        table: name.to_string(),
+        message: message.to_string(),
+    };
+    if format == TableFormat::Parquet {
+        return Err(refused(
+            "a parquet table cannot replace rows; backfill needs an iceberg or delta table",
+        ));
+    }
+    Table::open_if_exists(catalog.clone(), name, format)
+        .await?
+        .ok_or_else(|| refused("the table does not exist yet: run the pipeline first"))
 }
 
 /// A backfill's commit: swaps `remove` for `add` in one commit that keeps the cursor `key` at

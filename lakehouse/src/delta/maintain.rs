@@ -15,7 +15,7 @@ use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::DeltaTableError;
 
-use super::{delta_err, DeltaLakeTable, FileEntry, MAX_CONFLICTS};
+use super::{delta_err, removes, DeltaLakeTable, FileEntry, MAX_CONFLICTS};
 use crate::maintain::{bin_pack, CompactOptions, CompactReport, ExpireOptions, RetentionReport};
 use crate::{Error, Result};
 
@@ -44,12 +44,7 @@ impl DeltaLakeTable {
         };
         let small: Vec<FileEntry> = files.into_iter().filter(|f| f.size < small_below).collect();
         if small.len() >= options.min_input_files.max(2) {
-            let columns: Vec<String> = self
-                .arrow_schema
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            let columns = crate::files::column_names(&self.arrow_schema);
             for bin in bin_pack(small, target, |f| f.size) {
                 if bin.len() < 2 {
                     continue;
@@ -258,15 +253,9 @@ impl DeltaLakeTable {
                 .table
                 .snapshot()
                 .map_err(delta_err(&self.name, "rewrite"))?;
-            let removes: Vec<Action> = snapshot
-                .log_data()
-                .into_iter()
-                .filter(|f| remove.contains(f.path().as_ref()))
-                .map(|f| Action::Remove(f.remove_action(data_change)))
-                .collect();
-            if removes.len() != remove.len() {
+            let Some(removes) = removes(snapshot, remove, data_change) else {
                 return Ok(None);
-            }
+            };
             let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
             actions.extend(removes);
             let commit = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
@@ -296,18 +285,14 @@ impl DeltaLakeTable {
 mod tests {
     use super::*;
     use crate::offsets::OffsetFence;
-    use crate::table::{CommitOutcome, TableDefinition};
+    use crate::table::CommitOutcome;
     use crate::testing::{rows, sorted_ids, DAY};
 
     /// A Delta table of one-row files, ids 1..=6 at days 1..=6, each appended on its own, that
     /// vacuums removed files at once.
     async fn one_row_files(dir: &tempfile::TempDir) -> DeltaLakeTable {
         let location = dir.path().join("bronze").join("m");
-        let def = TableDefinition {
-            name: "bronze.m".into(),
-            schema: rows(&[], |i| i).schema(),
-            partition_by_day: None,
-        };
+        let def = crate::testing::def("bronze.m");
         let mut table = DeltaLakeTable::open_or_create(location.to_str().unwrap(), &def)
             .await
             .unwrap();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
-use lakehouse::{Catalog, Table, TableFormat};
+use lakehouse::{Catalog, Table};
 
 use super::alerts::Alerts;
 use super::window::{Clock, WindowKind, WindowOperator, WindowRow};
@@ -54,17 +54,8 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    if spec.table_format == TableFormat::Parquet {
-        return Err(stage_err(
-            "a parquet table cannot replace rows; backfill needs an iceberg or delta table".into(),
-        ));
-    }
-    let table = Table::open_if_exists(catalog.clone(), &spec.table, spec.table_format).await?;
-    let Some(mut table) = table else {
-        return Err(stage_err(
-            "the table does not exist yet: run the pipeline first".to_string(),
-        ));
-    };
+    let mut table =
+        crate::follow::open_for_backfill(&catalog, &spec.table, spec.table_format).await?;
     let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
         return Err(stage_err(format!(
             "source table {} does not exist",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch, not};
 use arrow::datatypes::DataType;
-use lakehouse::{Catalog, Table, TableFormat};
+use lakehouse::{Catalog, Table};
 
 use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
 use crate::bronze::KafkaConnection;
@@ -118,17 +118,8 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    if spec.table_format == TableFormat::Parquet {
-        return Err(stage_err(
-            "a parquet table cannot replace rows; backfill needs an iceberg or delta table".into(),
-        ));
-    }
-    let table = Table::open_if_exists(catalog.clone(), &spec.table, spec.table_format).await?;
-    let Some(mut table) = table else {
-        return Err(stage_err(
-            "the table does not exist yet: run the pipeline first".to_string(),
-        ));
-    };
+    let mut table =
+        crate::follow::open_for_backfill(&catalog, &spec.table, spec.table_format).await?;
     let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
         return Err(stage_err(format!(
             "source table {} does not exist",
