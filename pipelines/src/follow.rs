@@ -64,25 +64,31 @@ pub(crate) fn parse_cursor(
     }
 }
 
-/// The table a backfill rebuilds; refused when it cannot replace rows (Parquet) or does not
-/// exist yet.
+/// The table a backfill rebuilds (`name`, kept as `format`) and its `source`; refused when
+/// the table cannot replace rows (Parquet) or either does not exist.
 pub(crate) async fn open_for_backfill(
     catalog: &Arc<Catalog>,
-    name: &str,
-    format: TableFormat,
-) -> Result<Table> {
-    let refused = |message: &str| crate::error::Error::Stage {
+    (name, format): (&str, TableFormat),
+    source: &str,
+) -> Result<(Table, Table)> {
+    let refused = |message: String| crate::error::Error::Stage {
         table: name.to_string(),
-        message: message.to_string(),
+        message,
     };
     if format == TableFormat::Parquet {
         return Err(refused(
-            "a parquet table cannot replace rows; backfill needs an iceberg or delta table",
+            "a parquet table cannot replace rows; backfill needs an iceberg or delta table".into(),
         ));
     }
-    Table::open_if_exists(catalog.clone(), name, format)
-        .await?
-        .ok_or_else(|| refused("the table does not exist yet: run the pipeline first"))
+    let Some(table) = Table::open_if_exists(catalog.clone(), name, format).await? else {
+        return Err(refused(
+            "the table does not exist yet: run the pipeline first".into(),
+        ));
+    };
+    let Some(source) = Table::open_existing(catalog.clone(), source).await? else {
+        return Err(refused(format!("source table {source} does not exist")));
+    };
+    Ok((table, source))
 }
 
 /// A backfill's commit: swaps `remove` for `add` in one commit that keeps the cursor `key` at

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::BooleanArray;
 use arrow::compute::filter_record_batch;
-use lakehouse::{Catalog, Table};
+use lakehouse::Catalog;
 
 use super::alerts::Alerts;
 use super::window::{Clock, WindowKind, WindowOperator, WindowRow};
@@ -54,14 +54,9 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    let mut table =
-        crate::follow::open_for_backfill(&catalog, &spec.table, spec.table_format).await?;
-    let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
-        return Err(stage_err(format!(
-            "source table {} does not exist",
-            spec.source
-        )));
-    };
+    let table = (spec.table.as_str(), spec.table_format);
+    let (mut table, mut source) =
+        crate::follow::open_for_backfill(&catalog, table, &spec.source).await?;
     let mut alerts = Alerts::open(catalog, &spec.table, &spec.alerts, &spec.group_by).await?;
     let settings = &config.settings;
     let lateness = settings.allowed_lateness;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::{cast, filter_record_batch, not};
 use arrow::datatypes::DataType;
-use lakehouse::{Catalog, Table};
+use lakehouse::Catalog;
 
 use super::{open_dlq, refine, SilverConfig, CURSOR_PROPERTY};
 use crate::bronze::KafkaConnection;
@@ -118,14 +118,9 @@ pub async fn backfill(
         table: spec.table.clone(),
         message,
     };
-    let mut table =
-        crate::follow::open_for_backfill(&catalog, &spec.table, spec.table_format).await?;
-    let Some(mut source) = Table::open_existing(catalog.clone(), &spec.source).await? else {
-        return Err(stage_err(format!(
-            "source table {} does not exist",
-            spec.source
-        )));
-    };
+    let table = (spec.table.as_str(), spec.table_format);
+    let (mut table, mut source) =
+        crate::follow::open_for_backfill(&catalog, table, &spec.source).await?;
     let mut dlq = open_dlq(kafka, spec).await?;
     let mut report = BackfillReport {
         table: spec.table.clone(),
