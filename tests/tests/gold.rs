@@ -4,7 +4,8 @@
 //! own silver table and four gold tables (tumbling, sliding and session windows in final mode,
 //! tumbling in update mode), run in two parts so the second restores the open windows. The
 //! same with every table kept as a Delta table (6 streams): silver follows bronze's Delta
-//! commits, gold silver's, and DuckDB's delta extension reads them.
+//! commits, gold silver's, and DuckDB's delta extension reads them; and with bronze, silver and
+//! the final-mode gold tables as Parquet tables (3 streams; update mode is Delta there).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +18,8 @@ use e2e::{create_topic, produce, read_topic, run_once, unique, Workspace};
 const SEEDS: u64 = 20;
 /// Streams of the Delta run: every window kind and both emit modes, in a third of the time.
 const DELTA_SEEDS: u64 = 6;
+/// Streams of the Parquet run (bronze, silver and final-mode gold tables in Parquet).
+const PARQUET_SEEDS: u64 = 3;
 const EVENTS_PER_SEED: usize = 240;
 const MIN: i64 = 60_000_000;
 const LATENESS: i64 = 30_000_000;
@@ -136,6 +139,15 @@ fn stream(seed: u64) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// How a run in `format` keeps the gold table `suffix`: update mode (`live`) needs Delta
+/// where the run's format is Parquet.
+fn gold_format<'a>(format: &'a str, suffix: &str) -> &'a str {
+    match (format, suffix) {
+        ("parquet", "live") => "delta",
+        _ => format,
+    }
+}
+
 /// The table's current snapshot id (Iceberg) or version (Delta, as the deltalake package reads
 /// it).
 fn version(ws: &Workspace, table: &str, delta: bool) -> Result<Option<i64>> {
@@ -145,14 +157,21 @@ fn version(ws: &Workspace, table: &str, delta: bool) -> Result<Option<i64>> {
     }
 }
 
-/// The watermark (µs) the table's last commit recorded: in its snapshot summary (Iceberg),
-/// or its configuration as the deltalake package reads it (Delta).
-fn watermark(ws: &Workspace, table: &str, delta: bool) -> Result<i64> {
-    let state = match delta {
-        true => ws.delta_log(table, &[])?["configuration"]["medallion.gold.state"]
+/// The watermark (µs) the table's last commit recorded: in its snapshot summary (Iceberg), its
+/// configuration as the deltalake package reads it (Delta), or its newest log entry that set
+/// it (Parquet).
+fn watermark(ws: &Workspace, table: &str, format: &str) -> Result<i64> {
+    const STATE: &str = "medallion.gold.state";
+    let state = match format {
+        "delta" => ws.delta_log(table, &[])?["configuration"][STATE]
             .as_str()
             .map(str::to_string),
-        false => ws.snapshot_property(table, "medallion.gold.state")?,
+        "parquet" => ws
+            .parquet_log(table)?
+            .iter()
+            .rev()
+            .find_map(|e| e["properties"][STATE].as_str().map(str::to_string)),
+        _ => ws.snapshot_property(table, STATE)?,
     };
     let state = state.with_context(|| format!("{table}: no gold state"))?;
     let state: serde_json::Value = serde_json::from_str(&state)?;
@@ -229,13 +248,13 @@ fn checks() -> [Check; 4] {
 
 #[test]
 fn gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -> Result<()> {
-    let (ws, spec) = oracle(false, SEEDS)?;
+    let (ws, spec) = oracle("iceberg", SEEDS)?;
     backfills_rebuild_final_windows_from_all_of_silver(&ws, &spec, false)
 }
 
 #[test]
 fn delta_gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -> Result<()> {
-    let (ws, spec) = oracle(true, DELTA_SEEDS)?;
+    let (ws, spec) = oracle("delta", DELTA_SEEDS)?;
     // The tables are Delta tables, not Iceberg ones of the same names, and DuckDB's delta
     // extension and polars read identical rows from each.
     for table in ["bronze.web_events", "silver.s1"] {
@@ -254,10 +273,41 @@ fn delta_gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_outp
     backfills_rebuild_final_windows_from_all_of_silver(&ws, &spec, true)
 }
 
-/// Runs the streams of `seeds` seeds through bronze and their silver and gold tables (all
-/// Delta tables with `delta`) and checks every gold table against the oracle; the workspace
-/// and spec.
-fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
+#[test]
+fn parquet_gold_tables_equal_a_batch_recomputation_over_silver_minus_the_late_output() -> Result<()>
+{
+    let (ws, _) = oracle("parquet", PARQUET_SEEDS)?;
+    // Bronze, silver and the final-mode gold tables are Parquet tables, in day folders, with
+    // their cursor and window state in the log; the update-mode one is Delta.
+    for table in [
+        "bronze.web_events",
+        "silver.s1",
+        "gold.s1_minute",
+        "gold.s1_sessions",
+    ] {
+        assert_eq!(ws.current_snapshot(table)?, None, "{table}");
+        let log = ws.parquet_log(table)?;
+        assert!(log.len() > 2, "{table}: {} log entries", log.len());
+    }
+    let cursor = ws.parquet_log("gold.s1_minute")?;
+    let cursor = cursor
+        .iter()
+        .rev()
+        .find_map(|e| e["properties"]["medallion.gold.source-snapshot"].as_str());
+    assert!(cursor.is_some(), "the gold cursor is in the log");
+    // Each row in the folder of its window's day (UTC).
+    let days = ws.duckdb(
+        "gold.s1_minute",
+        "SELECT count(*) FILTER (WHERE CAST(window_start AT TIME ZONE 'UTC' AS DATE) = window_start_day), count(*) FROM t",
+    )?;
+    assert_eq!(days[0][0], days[0][1], "{days:?}");
+    Ok(())
+}
+
+/// Runs the streams of `seeds` seeds through bronze and their silver and gold tables, all kept
+/// as `format` (but the update-mode gold tables of a `parquet` run, which are Delta), and
+/// checks every gold table against the oracle; the workspace and spec.
+fn oracle(format: &str, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
     let ws = Workspace::new()?;
     let topic = unique("gold");
     create_topic(&topic, 3)?;
@@ -269,18 +319,16 @@ fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
         "",
     )?;
     let mut text = std::fs::read_to_string(&spec)?;
-    // With `delta`, every table of the pipeline is a Delta table: silver and gold follow the
-    // commits of Delta tables.
-    let format = |table: &str| match delta {
-        true => format!("[[{table}]]\ntable_format = \"delta\"\n"),
-        false => format!("[[{table}]]\n"),
-    };
-    text = text.replace("[[bronze]]\n", &format("bronze"));
+    // Silver and gold follow the commits of tables in that format.
+    let kept = |layer: &str| format!("[[{layer}]]\ntable_format = \"{format}\"\n");
+    text = text.replace("[[bronze]]\n", &kept("bronze"));
     for seed in 1..=seeds {
+        let live = format!("table = \"gold.s{seed}_live\"");
         text += &layers(seed)
             .replace(&format!("DLQ{seed}"), &dlq(seed))
-            .replace("[[silver]]\n", &format("silver"))
-            .replace("[[gold]]\n", &format("gold"));
+            .replace("[[silver]]\n", &kept("silver"))
+            .replace("[[gold]]\n", &kept("gold"))
+            .replace(&format!("parquet\"\n{live}"), &format!("delta\"\n{live}"));
     }
     std::fs::write(&spec, text)?;
 
@@ -319,7 +367,7 @@ fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
         late_total += late.values().map(BTreeSet::len).sum::<usize>();
         for (suffix, oracle, gold) in checks() {
             let table = format!("gold.s{seed}_{suffix}");
-            let wm = watermark(&ws, &table, delta)?;
+            let wm = watermark(&ws, &table, gold_format(format, suffix))?;
             let r = on_time(late.get(&table));
             let silver = vec![("t", format!("silver.s{seed}"))];
             queries.push((table.clone(), silver, oracle(&r, wm)));
@@ -373,7 +421,7 @@ fn oracle(delta: bool, seeds: u64) -> Result<(Workspace, std::path::PathBuf)> {
         .collect();
     assert!(raised_tables.len() > 1, "{raised_tables:?}");
 
-    if delta {
+    if gold_format(format, "live") == "delta" {
         // Update mode replaced rows (an UPDATE commit removing and adding files); polars and
         // the deltalake package read each version alike.
         let versions = ws.delta_versions("gold.s1_live")?;
@@ -415,7 +463,7 @@ fn backfills_rebuild_final_windows_from_all_of_silver(
     let mut changed = 0;
     for (suffix, oracle, gold) in checks() {
         let table = format!("gold.s1_{suffix}");
-        let wm = watermark(ws, &table, delta)?;
+        let wm = watermark(ws, &table, if delta { "delta" } else { "iceberg" })?;
         // (--from, --to) in µs; None: the flag is left out.
         let (from, to) = match suffix {
             "minute" => (Some(BASE + MIN), None),
