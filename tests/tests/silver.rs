@@ -398,9 +398,37 @@ fn backfill(ws: &Workspace, spec: &std::path::Path, range: &[&str]) -> Result<St
 
 #[test]
 fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definition() -> Result<()> {
+    backfill_rebuilds(false)
+}
+
+#[test]
+fn backfill_rebuilds_a_range_of_a_delta_silver_table() -> Result<()> {
+    backfill_rebuilds(true)
+}
+
+/// The silver spec of `silver`, kept as a Delta table (not partitioned) with `delta`.
+fn silver_spec(
+    ws: &Workspace,
+    topic: &str,
+    silver: &str,
+    delta: bool,
+) -> Result<std::path::PathBuf> {
+    let spec = spec_with_silver(ws, topic, silver)?;
+    if delta {
+        let text = std::fs::read_to_string(&spec)?
+            .replace("[[silver]]\n", "[[silver]]\ntable_format = \"delta\"\n")
+            .replace("partition_by_day = \"event_time\"\n", "");
+        std::fs::write(&spec, text)?;
+    }
+    Ok(spec)
+}
+
+/// A live run's silver table (Delta with `delta`), backfilled over the middle third of its
+/// span: the same rows with the same definition, the new rows with a new one.
+fn backfill_rebuilds(delta: bool) -> Result<()> {
     std::env::set_var("MEDALLION_PII_SALT", "test-salt");
     let (ws, topic) = workspace_with_topic(3)?;
-    let spec = spec_with_silver(&ws, &topic, PURCHASE_COLUMNS)?;
+    let spec = silver_spec(&ws, &topic, PURCHASE_COLUMNS, delta)?;
     generate(&ws, &topic, "3000", "11")?;
     run_once(&ws, &spec)?;
     generate(&ws, &topic, "2000", "12")?;
@@ -414,6 +442,11 @@ fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definiti
         Ok(rows[0][0].as_str().unwrap_or_default().to_string())
     };
     let (from, to) = (at(1)?, at(2)?);
+    // A Delta table has no day partitions to name the column.
+    let range = match delta {
+        true => vec!["--from", &from, "--to", &to, "--column", "event_time"],
+        false => vec!["--from", &from, "--to", &to],
+    };
     let in_range =
         format!("event_time >= TIMESTAMPTZ '{from}' AND event_time < TIMESTAMPTZ '{to}'");
     let expected_in_range = ws.duckdb(
@@ -433,7 +466,7 @@ fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definiti
     let dlq_before = read_topic(&dlq)?.len() as i64;
 
     // Same definition: the same rows, in a new snapshot that replaced files.
-    let out = backfill(&ws, &spec, &["--from", &from, "--to", &to])?;
+    let out = backfill(&ws, &spec, &range)?;
     assert!(
         out.contains(&format!(
             "{expected_in_range} rows replaced by {expected_in_range} ({small_in_range} dropped by expectations)"
@@ -446,8 +479,20 @@ fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definiti
     // Rows dropped again are in the DLQ again: a changed definition must not lose any.
     assert_eq!(read_topic(&dlq)?.len() as i64, dlq_before + small_in_range);
 
-    // Every snapshot, the replacing one included, reads alike in pyiceberg and DuckDB.
-    let snapshots = ws.snapshot_reads("silver.purchases")?;
+    // Every snapshot, the replacing one included, reads alike in pyiceberg and DuckDB (Delta:
+    // every version in polars and the deltalake package).
+    if delta {
+        let versions = ws.delta_versions("silver.purchases")?;
+        for v in &versions {
+            assert_eq!(v.1, v.2, "{versions:?}");
+        }
+        let last = &versions[versions.len() - 1];
+        assert_eq!((last.0.as_str(), last.1), ("UPDATE", live.len() as u64));
+    }
+    let snapshots = match delta {
+        true => Vec::new(),
+        false => ws.snapshot_reads("silver.purchases")?,
+    };
     for s in &snapshots {
         assert_eq!(
             s.pyiceberg, s.duckdb,
@@ -459,9 +504,10 @@ fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definiti
             "{s:?}: summary total-records"
         );
     }
-    let last = &snapshots[snapshots.len() - 1];
-    assert_eq!(last.operation, "overwrite");
-    assert_eq!(last.pyiceberg, live.len() as u64);
+    if let Some(last) = snapshots.last() {
+        assert_eq!(last.operation, "overwrite");
+        assert_eq!(last.pyiceberg, live.len() as u64);
+    }
 
     // A new definition, backfilled over the range only: rows in it follow the new one, the
     // others keep the old one, and a live run afterwards has nothing to redo.
@@ -469,8 +515,8 @@ fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definiti
         "COALESCE(currency, 'EUR')",
         "lower(COALESCE(currency, 'EUR'))",
     );
-    let spec2 = spec_with_silver(&ws, &topic, &lowered)?;
-    backfill(&ws, &spec2, &["--from", &from, "--to", &to])?;
+    let spec2 = silver_spec(&ws, &topic, &lowered, delta)?;
+    backfill(&ws, &spec2, &range)?;
     let oracle = ORACLES[0].1.replace(
         "COALESCE(currency, 'EUR')",
         &format!("CASE WHEN {in_range} THEN lower(COALESCE(currency, 'EUR')) ELSE COALESCE(currency, 'EUR') END"),
@@ -485,8 +531,14 @@ fn backfill_rebuilds_a_range_as_the_live_run_built_it_and_applies_a_new_definiti
         .as_i64()
         .unwrap_or_default();
     assert_eq!(lower_rows, expected_in_range);
-    let before_run = ws.current_snapshot("silver.purchases")?;
+    let version = |ws: &Workspace| -> Result<Option<i64>> {
+        match delta {
+            true => Ok(ws.delta_log("silver.purchases", &[])?["version"].as_i64()),
+            false => ws.current_snapshot("silver.purchases"),
+        }
+    };
+    let before_run = version(&ws)?;
     run_once(&ws, &spec2)?;
-    assert_eq!(ws.current_snapshot("silver.purchases")?, before_run);
+    assert_eq!(version(&ws)?, before_run);
     Ok(())
 }
