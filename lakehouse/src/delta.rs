@@ -432,27 +432,35 @@ impl DeltaLakeTable {
         to: Option<i64>,
     ) -> Result<HashSet<String>> {
         Ok(self
+            .files_overlapping(column, from, to)?
+            .into_iter()
+            .collect())
+    }
+
+    /// The current files that may hold a row whose `column` is in `[from, to)`, in log order.
+    fn files_overlapping(
+        &self,
+        column: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<Vec<String>> {
+        Ok(self
             .files()?
             .into_iter()
             .filter(|f| {
-                let (lower, upper) = (f.min_micros(column), f.max_micros(column));
-                from.is_none_or(|from| upper.is_none_or(|u| u >= from))
-                    && to.is_none_or(|to| lower.is_none_or(|l| l < to))
+                let range = (f.min_micros(column), f.max_micros(column));
+                files::overlaps(range, from, to)
             })
             .map(|f| f.path)
             .collect())
     }
 
     /// Every column of the rows in the given data files of the current version.
-    pub async fn scan_files(&self, files: &HashSet<String>) -> Result<Vec<RecordBatch>> {
+    pub async fn scan_files(&self, wanted: &HashSet<String>) -> Result<Vec<RecordBatch>> {
         let columns = files::column_names(&self.arrow_schema);
-        let mut out = Vec::new();
-        for file in self.files()? {
-            if files.contains(&file.path) {
-                out.extend(self.read_file(&file.path, &columns).await?);
-            }
-        }
-        Ok(out)
+        let current: Vec<String> = self.files()?.into_iter().map(|f| f.path).collect();
+        let paths = current.iter().filter(|p| wanted.contains(*p));
+        self.read_paths(paths.map(String::as_str), &columns).await
     }
 
     /// The largest value of a timestamp column, from the data files' statistics (Delta keeps
@@ -478,29 +486,19 @@ impl DeltaLakeTable {
         time_column: &str,
         since_micros: i64,
     ) -> Result<Vec<RecordBatch>> {
+        let paths = self.files_overlapping(time_column, Some(since_micros), None)?;
         let read = files::with_time_column(columns, time_column);
-        let mut out = Vec::new();
-        for file in self.files()? {
-            if file
-                .max_micros(time_column)
-                .is_some_and(|m| m < since_micros)
-            {
-                continue;
-            }
-            for batch in self.read_file(&file.path, &read).await? {
-                out.extend(files::since(&batch, since_micros)?);
-            }
-        }
-        Ok(out)
+        let batches = self
+            .read_paths(paths.iter().map(String::as_str), &read)
+            .await?;
+        files::keep_since(batches, since_micros)
     }
 
     /// Reads `columns` of every row of the current version.
     pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
-        for file in self.files()? {
-            out.extend(self.read_file(&file.path, columns).await?);
-        }
-        Ok(out)
+        let current: Vec<String> = self.files()?.into_iter().map(|f| f.path).collect();
+        self.read_paths(current.iter().map(String::as_str), columns)
+            .await
     }
 
     /// The current version's data files and rows (`None`: a file has no count).
@@ -524,6 +522,19 @@ impl DeltaLakeTable {
                 rows: f.num_records().map(|n| n as u64),
             })
             .collect())
+    }
+
+    /// `columns` of the data files `paths`, in order.
+    async fn read_paths<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        columns: &[String],
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for path in paths {
+            out.extend(self.read_file(path, columns).await?);
+        }
+        Ok(out)
     }
 
     /// `columns` of one data file (a path relative to the table), all rows.
@@ -649,13 +660,9 @@ impl DeltaLakeTable {
 
     /// Every column of the rows in `files` (as [`Self::commits`] names them), in the current
     /// schema. The files are read as they are: they need not be in the current version.
-    pub async fn scan_data_files(&self, files: &DataFiles) -> Result<Vec<RecordBatch>> {
+    pub async fn scan_data_files(&self, data: &DataFiles) -> Result<Vec<RecordBatch>> {
         let columns = files::column_names(&self.arrow_schema);
-        let mut out = Vec::new();
-        for path in files.paths() {
-            out.extend(self.read_file(path, &columns).await?);
-        }
-        Ok(out)
+        self.read_paths(data.paths(), &columns).await
     }
 
     /// Appends `staged` with the partitions of `fence` moved in `txn` actions and the `extra`

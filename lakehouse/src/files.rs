@@ -12,6 +12,26 @@ use parquet::arrow::ProjectionMask;
 use crate::table::conform;
 use crate::{Error, Result};
 
+/// Whether a file whose timestamps are in `[lower, upper]` (`None`: not known) may hold one in
+/// `[from, to)` (`None` leaves that side open).
+pub(crate) fn overlaps(
+    (lower, upper): (Option<i64>, Option<i64>),
+    from: Option<i64>,
+    to: Option<i64>,
+) -> bool {
+    from.is_none_or(|from| upper.is_none_or(|u| u >= from))
+        && to.is_none_or(|to| lower.is_none_or(|l| l < to))
+}
+
+/// The rows of `batches` (read with [`with_time_column`]) at or after `since_micros`.
+pub(crate) fn keep_since(batches: Vec<RecordBatch>, since_micros: i64) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for batch in &batches {
+        out.extend(since(batch, since_micros)?);
+    }
+    Ok(out)
+}
+
 /// Every column name of `schema`, in order.
 pub(crate) fn column_names(schema: &Schema) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()

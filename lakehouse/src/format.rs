@@ -433,12 +433,15 @@ impl Table {
 
     /// Every column of the rows the commits `ids` added.
     pub async fn scan_appended(&self, ids: &[i64]) -> Result<Vec<RecordBatch>> {
-        let mut files = self.files_added_by(ids).await?;
+        let log = match self {
+            Self::Iceberg(t) => return t.scan_appended(ids).await,
+            Self::Delta(t) => t.commits_read(),
+            Self::Parquet(t) => t.commits(),
+        };
+        let files = log.files_added_by(&self.name(), ids)?;
         let mut out = Vec::new();
-        for id in ids {
-            if let Some(files) = files.remove(id) {
-                out.extend(self.scan_data_files(&files).await?);
-            }
+        for files in ids.iter().filter_map(|id| files.get(id)) {
+            out.extend(self.scan_data_files(files).await?);
         }
         Ok(out)
     }

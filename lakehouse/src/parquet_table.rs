@@ -401,9 +401,18 @@ impl ParquetTable {
     /// schema.
     pub async fn scan_data_files(&self, data: &DataFiles) -> Result<Vec<RecordBatch>> {
         let columns = files::column_names(&self.state.schema);
+        self.read_paths(data.paths(), &columns).await
+    }
+
+    /// `columns` of the committed data files `paths`, in order.
+    async fn read_paths<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        columns: &[String],
+    ) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
-        for path in data.paths() {
-            out.extend(self.read_file(path, &columns).await?);
+        for path in paths {
+            out.extend(self.read_file(path, columns).await?);
         }
         Ok(out)
     }
@@ -416,32 +425,39 @@ impl ParquetTable {
         from: Option<i64>,
         to: Option<i64>,
     ) -> HashSet<String> {
+        self.files_overlapping(column, from, to)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The files that may hold a row whose `column` is in `[from, to)`, in log order.
+    fn files_overlapping<'a>(
+        &'a self,
+        column: &'a str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> impl Iterator<Item = &'a str> {
         self.state
             .files
             .iter()
-            .filter(|f| match f.times.get(column) {
-                None => true,
-                Some((lower, upper)) => {
-                    from.is_none_or(|from| *upper >= from) && to.is_none_or(|to| *lower < to)
-                }
+            .filter(move |f| {
+                let range = f.times.get(column).map(|(l, u)| (*l, *u));
+                files::overlaps(range.unzip(), from, to)
             })
-            .map(|f| f.path.clone())
-            .collect()
+            .map(|f| f.path.as_str())
     }
 
     /// Every column of the rows in the given data files.
     pub async fn scan_files(&self, wanted: &HashSet<String>) -> Result<Vec<RecordBatch>> {
-        let paths = wanted.iter().map(|p| (p.clone(), 0)).collect();
-        self.scan_data_files(&DataFiles::from_paths(paths)).await
+        let columns = files::column_names(&self.state.schema);
+        self.read_paths(wanted.iter().map(String::as_str), &columns)
+            .await
     }
 
     /// Reads `columns` of every row.
     pub async fn scan_columns(&self, columns: &[String]) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
-        for file in &self.state.files {
-            out.extend(self.read_file(&file.path, columns).await?);
-        }
-        Ok(out)
+        let paths = self.state.files.iter().map(|f| f.path.as_str());
+        self.read_paths(paths, columns).await
     }
 
     /// The data files and rows.
@@ -564,21 +580,10 @@ impl ParquetTable {
         time_column: &str,
         since_micros: i64,
     ) -> Result<Vec<RecordBatch>> {
+        let paths = self.files_overlapping(time_column, Some(since_micros), None);
         let read = files::with_time_column(columns, time_column);
-        let mut out = Vec::new();
-        for file in &self.state.files {
-            if file
-                .times
-                .get(time_column)
-                .is_some_and(|(_, max)| *max < since_micros)
-            {
-                continue;
-            }
-            for batch in self.read_file(&file.path, &read).await? {
-                out.extend(files::since(&batch, since_micros)?);
-            }
-        }
-        Ok(out)
+        let batches = self.read_paths(paths, &read).await?;
+        files::keep_since(batches, since_micros)
     }
 }
 

@@ -501,16 +501,6 @@ impl IcebergTable {
         self.scan_data_files(&DataFiles::from_files(chosen)).await
     }
 
-    /// The data files of the current snapshot.
-    pub async fn live_files(&self) -> Result<HashSet<String>> {
-        Ok(self
-            .live_entries()
-            .await?
-            .iter()
-            .map(|entry| entry.data_file().file_path().to_string())
-            .collect())
-    }
-
     /// The data files of the current snapshot that may hold a row whose timestamp `column` is
     /// in `[from, to)` (microseconds; `None` leaves that side open), judged by the files'
     /// column statistics; a file without them is included.
@@ -529,8 +519,7 @@ impl IcebergTable {
                 let file = entry.data_file();
                 let lower = micros(file.lower_bounds().get(&field_id));
                 let upper = micros(file.upper_bounds().get(&field_id));
-                from.is_none_or(|from| upper.is_none_or(|u| u >= from))
-                    && to.is_none_or(|to| lower.is_none_or(|l| l < to))
+                crate::files::overlaps((lower, upper), from, to)
             })
             .map(|entry| entry.data_file().file_path().to_string())
             .collect())

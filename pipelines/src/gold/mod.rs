@@ -150,7 +150,10 @@ pub async fn run(
         gold.restore().await?;
         loop {
             gold.source.refresh().await?;
-            let pending = gold.source.appends_after(gold.cursor().await?).await?;
+            // Read once per round; each commit of the round moves it (a Delta read replays
+            // the log).
+            let mut cursor = gold.cursor().await?;
+            let pending = gold.source.appends_after(cursor).await?;
             if pending.is_empty() {
                 if options.once || wait(&mut stop, spec.poll).await {
                     break 'restore;
@@ -162,7 +165,6 @@ pub async fn run(
             }
             for chunk in pending.chunks(spec.batch_snapshots) {
                 let started = Instant::now();
-                let cursor = gold.cursor().await?;
                 let mut output = Output::default();
                 let mut files = gold.source.files_added_by(chunk).await?;
                 for snapshot in chunk {
@@ -186,6 +188,7 @@ pub async fn run(
                         continue 'restore;
                     }
                 };
+                cursor = Some(last);
                 report.source_snapshots += chunk.len() as u64;
                 report.rows_written += written;
                 report.alerts += raised;

@@ -137,7 +137,8 @@ pub async fn run(
     let progress = progress::start(&spec.table, Unit::Rows, None);
     loop {
         source.refresh().await?;
-        let cursor = table.cursor(CURSOR_PROPERTY).await?;
+        // Read once per round; each commit of the round moves it (a Delta read replays the log).
+        let mut cursor = table.cursor(CURSOR_PROPERTY).await?;
         let after =
             parse_cursor(CURSOR_PROPERTY, cursor.as_deref()).map_err(|message| Error::Stage {
                 table: spec.table.clone(),
@@ -182,16 +183,16 @@ pub async fn run(
                     (CURSOR_PROPERTY.to_string(), last.clone()),
                 ],
             };
-            let expected = table.cursor(CURSOR_PROPERTY).await?;
-            let cursor = (CURSOR_PROPERTY, expected.as_deref(), last.as_str());
+            let moved = (CURSOR_PROPERTY, cursor.as_deref(), last.as_str());
             if !table
-                .commit_cursor(&HashSet::new(), staged, cursor, &[], &info)
+                .commit_cursor(&HashSet::new(), staged, moved, &[], &info)
                 .await?
             {
                 tracing::warn!(table = %spec.table, "another worker moved the cursor: starting over from it");
                 table.refresh().await?;
                 break;
             }
+            cursor = Some(last.clone());
             report.source_snapshots += chunk.len() as u64;
             report.rows_read += rows_read as u64;
             progress.advance(rows_read as u64);
